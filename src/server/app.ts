@@ -1,0 +1,96 @@
+// The whole HTTP and WebSocket app, built but not listening: main.ts and the tests build it the
+// same way.
+import fastifyWebsocket from '@fastify/websocket';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { gateway, type Gateway } from './chat/gateway';
+import { LIMITS } from './chat/protocol';
+import { RoomHub } from './chat/rooms';
+import type { Config } from './config';
+import { handleError, handleNotFound } from './errors';
+import { createMetrics, type Metrics } from './metrics';
+import { createSessions, sessionRoutes } from './session';
+import { MemoryStore } from './store/memory';
+import type { ChatStore } from './store/store';
+import { web } from './web';
+
+export interface AppDeps {
+  logger: FastifyBaseLogger;
+  /** Identifies this process to clients (the `welcome` frame) and to other replicas. */
+  replicaId: string;
+  /** The built client (dist/public). */
+  publicDir: string;
+  /** Defaults to the store the config asks for. */
+  store?: ChatStore;
+  /** Defaults to the contract's 30 s; tests shorten it. */
+  heartbeatMs?: number;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    chat: { readonly gateway: Gateway; readonly store: ChatStore; readonly metrics: Metrics };
+  }
+}
+
+const ROOMS_LISTED = 100;
+
+export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyInstance> {
+  if (config.sessionSecret === undefined) throw new Error('buildApp needs config.sessionSecret');
+  const store = deps.store ?? new MemoryStore(config.historyLimit);
+  const metrics = createMetrics();
+  const sessions = createSessions(config.sessionSecret, config.sessionTtlMs);
+
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    trustProxy: config.trustProxy.length > 0 ? [...config.trustProxy] : false,
+    // Nothing we serve needs a large body; the WebSocket has its own limit.
+    bodyLimit: 64 * 1024,
+    return503OnClosing: true,
+  });
+  app.setErrorHandler(handleError);
+  app.setNotFoundHandler(handleNotFound);
+  app.addHook('onClose', async () => store.close());
+
+  await app.register(fastifyWebsocket, {
+    options: { maxPayload: LIMITS.maxFrameBytes },
+    errorHandler(err, socket) {
+      // A peer vanishing mid-frame is routine; anything else on a socket ends only that socket.
+      app.log.debug({ err }, 'socket error');
+      socket.terminate();
+    },
+  });
+
+  const hub = new RoomHub(store, metrics, app.log);
+  const chatGateway = await gateway(app, {
+    hub,
+    store,
+    sessions,
+    metrics,
+    replicaId: deps.replicaId,
+    allowedOrigins: config.allowedOrigins,
+    maxMessageLength: config.maxMessageLength,
+    heartbeatMs: deps.heartbeatMs ?? 30_000,
+  });
+  app.decorate('chat', { gateway: chatGateway, store, metrics });
+
+  await app.register(sessionRoutes, { sessions });
+
+  app.get('/api/rooms', async () => ({ rooms: await store.rooms(ROOMS_LISTED) }));
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+
+  app.get('/readyz', async (_request, reply) => {
+    if (chatGateway.draining) return reply.code(503).send({ status: 'not_ready', reason: 'draining' });
+    const { ready, reason } = store.readiness();
+    if (!ready) return reply.code(503).send({ status: 'not_ready', reason: reason ?? 'store not ready' });
+    return { status: 'ready' };
+  });
+
+  app.get('/metrics', async (_request, reply) => {
+    metrics.redisConnected.set(store.kind === 'redis' && store.readiness().ready ? 1 : 0);
+    reply.type(metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+
+  await app.register(web, { publicDir: deps.publicDir });
+  return app;
+}

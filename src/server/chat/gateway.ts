@@ -1,0 +1,111 @@
+// The /ws endpoint: who may open a socket (session and origin), the heartbeat that drops dead
+// peers, and the drain that closes every socket with 1012 on shutdown.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { WebSocket } from 'ws';
+import { errorBody } from '../errors';
+import type { Metrics } from '../metrics';
+import { tokenOf, type Session, type Sessions } from '../session';
+import type { ChatStore } from '../store/store';
+import { Connection } from './connection';
+import { CLOSE } from './protocol';
+import type { RoomHub } from './rooms';
+
+export interface GatewayOptions {
+  hub: RoomHub;
+  store: ChatStore;
+  sessions: Sessions;
+  metrics: Metrics;
+  replicaId: string;
+  allowedOrigins: readonly string[];
+  maxMessageLength: number;
+  heartbeatMs: number;
+}
+
+export interface Gateway {
+  readonly connections: ReadonlySet<Connection>;
+  /** True from the start of a drain: no new sockets, and /readyz answers 503. */
+  readonly draining: boolean;
+  /** Closes every socket with 1012; resolves once all are gone or cut. */
+  drain(graceMs: number): Promise<void>;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    session: Session | null;
+  }
+}
+
+export async function gateway(app: FastifyInstance, options: GatewayOptions): Promise<Gateway> {
+  const connections = new Set<Connection>();
+  let draining = false;
+  const { hub, store, sessions, metrics } = options;
+  const connectionDeps = { hub, store, metrics, log: app.log, maxMessageLength: options.maxMessageLength };
+
+  const heartbeat = setInterval(() => {
+    for (const connection of connections) {
+      if (connection.alive) connection.ping();
+      else connection.terminate();
+    }
+  }, options.heartbeatMs);
+  heartbeat.unref();
+  app.addHook('onClose', async () => clearInterval(heartbeat));
+
+  app.decorateRequest('session', null);
+
+  async function admit(request: FastifyRequest, reply: FastifyReply) {
+    if (draining) {
+      return reply.code(503).send(errorBody('draining', 'this server is restarting; connect again'));
+    }
+    const origin = request.headers.origin;
+    if (origin !== undefined && !isAllowedOrigin(origin, request.headers.host, options.allowedOrigins)) {
+      return reply.code(403).send(errorBody('forbidden_origin', 'this origin may not open a chat socket'));
+    }
+    request.session = sessions.verify(tokenOf(request, true));
+    if (!request.session) {
+      return reply.code(401).send(errorBody('unauthorized', 'no valid session; POST /api/session to start one'));
+    }
+  }
+
+  app.route({
+    method: 'GET',
+    url: '/ws',
+    preValidation: admit,
+    handler: async (_request, reply) =>
+      reply.code(426).send(errorBody('upgrade_required', 'this endpoint speaks WebSocket')),
+    wsHandler: (socket: WebSocket, request: FastifyRequest) => {
+      const user = request.session!.user;
+      const connection = new Connection(socket, user, connectionDeps);
+      connections.add(connection);
+      metrics.connections.inc();
+      socket.once('close', () => {
+        connections.delete(connection);
+        metrics.connections.dec();
+      });
+      connection.send({ type: 'welcome', user, replica: options.replicaId });
+    },
+  });
+
+  return {
+    connections,
+    get draining() {
+      return draining;
+    },
+    async drain(graceMs) {
+      draining = true;
+      for (const connection of connections) connection.close(CLOSE.restarting, 'server restarting');
+      const deadline = Date.now() + graceMs;
+      while (connections.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25));
+      for (const connection of connections) connection.terminate();
+    },
+  };
+}
+
+/** The page's own origin (same host as the request) or one listed in ALLOWED_ORIGINS. */
+export function isAllowedOrigin(origin: string, host: string | undefined, allowed: readonly string[]): boolean {
+  if (allowed.includes(origin)) return true;
+  try {
+    return host !== undefined && new URL(origin).host === host.toLowerCase();
+  } catch {
+    return false;
+  }
+}

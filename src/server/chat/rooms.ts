@@ -1,0 +1,178 @@
+// Local membership and fan-out: which of this process's sockets are in which room, and getting
+// each room's live feed to them once each, in id order, without gaps around a join.
+import type { FastifyBaseLogger } from 'fastify';
+import type { Metrics } from '../metrics';
+import type { ChatStore, PresenceChange, StoreListener } from '../store/store';
+import { LocalPresence } from './presence';
+import { LIMITS, compareIds, type ChatMessage, type ServerFrame, type User } from './protocol';
+
+/** One socket as the hub sees it. */
+export interface Member {
+  readonly user: User;
+  /** Writes an already serialised frame. */
+  write(frame: Buffer): void;
+}
+
+/** Most messages a resume may replay in one `joined` frame; beyond that the client starts afresh. */
+export const RESUME_LIMIT = 500;
+
+interface Membership {
+  /** Frames held back while the join reads history; null once `joined` was sent. */
+  pending: Array<{ id: string | null; frame: Buffer }> | null;
+  /** Messages up to this id were already sent in `joined`; null when none can repeat. */
+  floor: string | null;
+}
+
+interface LocalRoom {
+  readonly members: Map<Member, Membership>;
+  readonly subscribed: Promise<void>;
+  /** Guards against a message arriving twice (a resync overlapping the live feed). */
+  lastDeliveredId: string | null;
+}
+
+export function encode(frame: ServerFrame): Buffer {
+  return Buffer.from(JSON.stringify(frame));
+}
+
+export class RoomHub implements StoreListener {
+  private readonly rooms = new Map<string, LocalRoom>();
+  private readonly localPresence = new LocalPresence();
+
+  constructor(
+    private readonly store: ChatStore,
+    private readonly metrics: Metrics,
+    private readonly log: FastifyBaseLogger,
+  ) {
+    store.setListener(this);
+  }
+
+  /**
+   * Puts the member in the room and sends it `joined`. The room's feed is subscribed before
+   * history is read, and live frames are held until `joined` is out, so nothing falls in between
+   * and nothing is sent twice. Resolves false when the member left or re-joined meanwhile.
+   */
+  async join(member: Member, name: string, since: string | undefined): Promise<boolean> {
+    const room = this.room(name);
+    const membership: Membership = { pending: [], floor: null };
+    const isNewMember = !room.members.has(member);
+    room.members.set(member, membership);
+    if (isNewMember && this.localPresence.add(name, member.user.id)) {
+      this.store.enter(name, member.user).catch((err: unknown) => this.onFailure(err, 'presence enter failed'));
+    }
+
+    let messages: ChatMessage[] | null = null;
+    let users: User[];
+    try {
+      await room.subscribed;
+      if (since !== undefined) messages = await this.store.after(name, since, RESUME_LIMIT);
+      const resumed = messages !== null;
+      messages ??= (await this.store.before(name, undefined, LIMITS.joinMessages)).messages;
+      users = await this.store.present(name);
+      if (room.members.get(member) !== membership) return false;
+      member.write(encode({ type: 'joined', room: name, messages, users, resumed }));
+      membership.floor = messages.at(-1)?.id ?? (resumed ? since! : null);
+    } catch (err) {
+      if (room.members.get(member) === membership) this.leave(member, name);
+      throw err;
+    }
+
+    const held = membership.pending!;
+    membership.pending = null;
+    for (const { id, frame } of held) {
+      if (this.writeTo(member, membership, id, frame)) this.metrics.messagesDelivered.inc();
+    }
+    return true;
+  }
+
+  has(member: Member, name: string): boolean {
+    return this.rooms.get(name)?.members.has(member) ?? false;
+  }
+
+  leave(member: Member, name: string): void {
+    const room = this.rooms.get(name);
+    if (!room?.members.delete(member)) return;
+    if (this.localPresence.remove(name, member.user.id)) {
+      this.store.exit(name, member.user).catch((err: unknown) => this.onFailure(err, 'presence exit failed'));
+    }
+    if (room.members.size === 0) {
+      this.rooms.delete(name);
+      this.store.unsubscribe(name).catch((err: unknown) => this.onFailure(err, 'unsubscribe failed'));
+    }
+  }
+
+  // The store's live feed.
+
+  message(name: string, message: ChatMessage): void {
+    const room = this.rooms.get(name);
+    if (!room) return;
+    if (room.lastDeliveredId !== null && compareIds(message.id, room.lastDeliveredId) <= 0) return;
+    room.lastDeliveredId = message.id;
+
+    // Serialised once for every socket in the room.
+    const frame = encode({ type: 'message', room: name, ...message });
+    let written = 0;
+    for (const [member, membership] of room.members) {
+      if (this.writeTo(member, membership, message.id, frame)) written++;
+    }
+    this.metrics.messagesDelivered.inc(written);
+    this.metrics.deliverySeconds.observe(Math.max(0, Date.now() - message.ts) / 1000);
+  }
+
+  presence(name: string, change: PresenceChange): void {
+    this.broadcast(name, encode({ type: 'presence', room: name, ...change }), true);
+  }
+
+  typing(name: string, user: User): void {
+    const room = this.rooms.get(name);
+    if (!room) return;
+    const frame = encode({ type: 'typing', room: name, user });
+    // Only to others, and never held for a joining socket: a stale "typing…" is worse than none.
+    for (const [member, membership] of room.members) {
+      if (member.user.id !== user.id && membership.pending === null) member.write(frame);
+    }
+  }
+
+  resync(): void {
+    // Filled in by the Redis store work: re-read every subscribed room after a reconnect.
+  }
+
+  readiness(): void {}
+
+  private broadcast(name: string, frame: Buffer, holdForJoining: boolean): void {
+    const room = this.rooms.get(name);
+    if (!room) return;
+    for (const [member, membership] of room.members) {
+      if (membership.pending === null) member.write(frame);
+      else if (holdForJoining) membership.pending.push({ id: null, frame });
+    }
+  }
+
+  /** Writes a frame to one member, holding it during a join and skipping what `joined` carried. */
+  private writeTo(member: Member, membership: Membership, id: string | null, frame: Buffer): boolean {
+    if (membership.pending !== null) {
+      membership.pending.push({ id, frame });
+      return false;
+    }
+    if (id !== null && membership.floor !== null) {
+      if (compareIds(id, membership.floor) <= 0) return false;
+      membership.floor = null;
+    }
+    member.write(frame);
+    return id !== null;
+  }
+
+  private room(name: string): LocalRoom {
+    let room = this.rooms.get(name);
+    if (!room) {
+      const subscribed = this.store.subscribe(name);
+      subscribed.catch(() => {}); // awaited by each join, which reports the failure
+      room = { members: new Map(), subscribed, lastDeliveredId: null };
+      this.rooms.set(name, room);
+    }
+    return room;
+  }
+
+  private onFailure(err: unknown, what: string): void {
+    this.log.warn({ err }, what);
+  }
+}

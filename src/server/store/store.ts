@@ -1,0 +1,81 @@
+// What the chat needs from storage: history, idempotent appends, a live feed per room and
+// presence. memory.ts serves one process; the Redis store serves many replicas. Nothing above
+// this interface knows which one is in use.
+import type { ChatMessage, User } from '../chat/protocol';
+
+export interface AppendResult {
+  /** The stored message's id; for a repeated clientId, the id of the first one. */
+  id: string;
+  /** True when the clientId was already used: nothing was stored or published. */
+  duplicate: boolean;
+}
+
+export interface PresenceChange {
+  joined: User[];
+  left: User[];
+}
+
+export interface RoomSummary {
+  name: string;
+  /** Users present, across every replica. */
+  online: number;
+  /** Null for a room that has people in it but no messages yet. */
+  lastMessageAt: number | null;
+}
+
+/** Receives the live feed of the rooms this process subscribed to. */
+export interface StoreListener {
+  /** Called in id order per room. The same message may come twice after a resync. */
+  message(room: string, message: ChatMessage): void;
+  presence(room: string, change: PresenceChange): void;
+  typing(room: string, user: User): void;
+  /** The live feed may have missed messages (a reconnect): re-read every subscribed room. */
+  resync(): void;
+  readiness(ready: boolean): void;
+}
+
+export interface Readiness {
+  ready: boolean;
+  reason?: string;
+}
+
+export interface ChatStore {
+  readonly kind: 'memory' | 'redis';
+  setListener(listener: StoreListener): void;
+  readiness(): Readiness;
+
+  /**
+   * Stores a message and publishes it to the room, unless this user already used `clientId` in
+   * this room within the dedupe window. Resolves only once the message is durably stored.
+   */
+  append(room: string, author: User, text: string, clientId: string): Promise<AppendResult>;
+  /** Up to `limit` messages older than `beforeId` (or the newest), oldest first. */
+  before(room: string, beforeId: string | undefined, limit: number): Promise<{ messages: ChatMessage[]; hasMore: boolean }>;
+  /**
+   * Every message after `sinceId`, oldest first; or null when the store cannot prove that it
+   * still holds all of them (trimmed, lost in a restart, unknown id) or there are more than `limit`.
+   */
+  after(room: string, sinceId: string, limit: number): Promise<ChatMessage[] | null>;
+
+  subscribe(room: string): Promise<void>;
+  unsubscribe(room: string): Promise<void>;
+
+  /** This process's first socket of `user` entered the room; publishes a presence change if it is new. */
+  enter(room: string, user: User): Promise<void>;
+  /** This process's last socket of `user` left the room. */
+  exit(room: string, user: User): Promise<void>;
+  present(room: string): Promise<User[]>;
+  /** Best effort: never stored, never awaited. */
+  typing(room: string, user: User): void;
+
+  /** Most recently active rooms first. */
+  rooms(limit: number): Promise<RoomSummary[]>;
+  close(): Promise<void>;
+}
+
+export class StoreUnavailableError extends Error {
+  constructor(message = 'the message store is unavailable') {
+    super(message);
+    this.name = 'StoreUnavailableError';
+  }
+}

@@ -60,13 +60,20 @@ export class Connection implements Member {
     socket.on('close', () => this.onClose());
   }
 
+  /** True once this side started closing (or the peer went). */
+  get isClosing(): boolean {
+    return this.closing;
+  }
+
   write(frame: Buffer): void {
     if (this.closing || this.socket.readyState !== WebSocket.OPEN) return;
-    this.socket.send(frame, { binary: false });
+    // Judged on what is already waiting, so one large frame (a resume) never trips it by itself.
     if (this.socket.bufferedAmount > MAX_BUFFERED_BYTES) {
       this.deps.log.info({ user: this.user.id, buffered: this.socket.bufferedAmount }, 'closing a socket that reads too slowly');
       this.close(CLOSE.tooSlow, 'too slow: reconnect and resume');
+      return;
     }
+    this.socket.send(frame, { binary: false });
   }
 
   send(frame: ServerFrame): void {

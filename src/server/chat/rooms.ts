@@ -13,8 +13,12 @@ export interface Member {
   write(frame: Buffer): void;
 }
 
-/** Most messages a resume may replay in one `joined` frame; beyond that the client starts afresh. */
-export const RESUME_LIMIT = 500;
+/**
+ * A resume replays at most this many messages, in a `joined` frame of at most this many bytes;
+ * beyond that the client starts afresh from the latest messages and pages back through history.
+ * Kept well under the 1 MiB slow-reader cutoff, so a resume never looks like a slow reader.
+ */
+export const RESUME_LIMIT = { messages: 500, bytes: 256 * 1024 } as const;
 
 interface Membership {
   /** Frames held back while the join reads history; null once `joined` was sent. */
@@ -60,17 +64,22 @@ export class RoomHub implements StoreListener {
       this.store.enter(name, member.user).catch((err: unknown) => this.onFailure(err, 'presence enter failed'));
     }
 
-    let messages: ChatMessage[] | null = null;
-    let users: User[];
+    let reflected = 0;
     try {
       await room.subscribed;
-      if (since !== undefined) messages = await this.store.after(name, since, RESUME_LIMIT);
-      const resumed = messages !== null;
-      messages ??= (await this.store.before(name, undefined, LIMITS.joinMessages)).messages;
-      users = await this.store.present(name);
+      const replay = since === undefined ? null : await this.store.after(name, since, RESUME_LIMIT.messages);
+      // Presence changes heard before this read are in `users` already; later ones may not be.
+      reflected = membership.pending!.length;
+      const users = await this.store.present(name);
+      let joined = replay && encode({ type: 'joined', room: name, messages: replay, users, resumed: true });
+      let messages = replay;
+      if (!joined || joined.length > RESUME_LIMIT.bytes) {
+        messages = (await this.store.before(name, undefined, LIMITS.joinMessages)).messages;
+        joined = encode({ type: 'joined', room: name, messages, users, resumed: false });
+      }
       if (room.members.get(member) !== membership) return false;
-      member.write(encode({ type: 'joined', room: name, messages, users, resumed }));
-      membership.floor = messages.at(-1)?.id ?? (resumed ? since! : null);
+      member.write(joined);
+      membership.floor = messages!.at(-1)?.id ?? (messages === replay ? since! : null);
     } catch (err) {
       if (room.members.get(member) === membership) this.leave(member, name);
       throw err;
@@ -78,9 +87,10 @@ export class RoomHub implements StoreListener {
 
     const held = membership.pending!;
     membership.pending = null;
-    for (const { id, frame } of held) {
+    held.forEach(({ id, frame }, index) => {
+      if (id === null && index < reflected) return;
       if (this.writeTo(member, membership, id, frame)) this.metrics.messagesDelivered.inc();
-    }
+    });
     return true;
   }
 

@@ -1,5 +1,6 @@
 // The conversation, newest at the bottom. It follows new messages while you are at the bottom,
 // keeps your place while you read back, and loads older messages as you scroll up.
+import { Fragment } from 'preact';
 import { useLayoutEffect, useRef, useState } from 'preact/hooks';
 import type { ChatMessage, User } from '../../server/chat/protocol';
 import type { ChatClient, PendingMessage, RoomState } from '../lib/chat';
@@ -60,12 +61,9 @@ export function MessageList({ client, room, me }: Props) {
           room.joined && <p class="room-start">This is the start of #{room.name}.</p>
         )}
         {groups.map((group) => (
-          <section key={group.key} class={`group ${group.author.id === me.id ? 'own' : ''}`}>
-            {group.day && (
-              <h3 class="day">
-                <span>{group.day}</span>
-              </h3>
-            )}
+          <Fragment key={group.key}>
+            {group.day && <h3 class="day">{group.day}</h3>}
+            <section class={`group ${group.author.id === me.id ? 'own' : ''}`}>
             <p class="author">
               <strong>{group.author.name}</strong>
               {group.author.id === me.id && <span class="you"> (you)</span>}{' '}
@@ -76,7 +74,8 @@ export function MessageList({ client, room, me }: Props) {
             {group.messages.map((message) => (
               <Message key={message.id} message={message} />
             ))}
-          </section>
+            </section>
+          </Fragment>
         ))}
         {room.pending.length > 0 && (
           <section class="group own pending-group">

@@ -10,6 +10,7 @@ import { handleError, handleNotFound } from './errors';
 import { createMetrics, type Metrics } from './metrics';
 import { createSessions, sessionRoutes } from './session';
 import { MemoryStore } from './store/memory';
+import { RedisStore } from './store/redis';
 import type { ChatStore } from './store/store';
 import { web } from './web';
 
@@ -35,7 +36,7 @@ const ROOMS_LISTED = 100;
 
 export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyInstance> {
   if (config.sessionSecret === undefined) throw new Error('buildApp needs config.sessionSecret');
-  const store = deps.store ?? new MemoryStore(config.historyLimit);
+  const store = deps.store ?? createStore(config, deps);
   const metrics = createMetrics();
   const sessions = createSessions(config.sessionSecret, config.sessionTtlMs);
 
@@ -93,4 +94,16 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
 
   await app.register(web, { publicDir: deps.publicDir });
   return app;
+}
+
+function createStore(config: Config, deps: AppDeps): ChatStore {
+  if (config.redisUrl === undefined) return new MemoryStore(config.historyLimit);
+  const store = new RedisStore({
+    url: config.redisUrl,
+    historyLimit: config.historyLimit,
+    replicaId: deps.replicaId,
+    log: deps.logger,
+  });
+  store.start();
+  return store;
 }

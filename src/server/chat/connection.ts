@@ -89,6 +89,10 @@ export class Connection implements Member {
     this.closeTimer.unref();
   }
 
+  restart(): void {
+    this.close(CLOSE.restarting, 'reconnect and resume');
+  }
+
   /** Cuts the socket without a handshake (a peer that stopped answering pings). */
   terminate(): void {
     this.socket.terminate();

@@ -11,6 +11,8 @@ export interface Member {
   readonly user: User;
   /** Writes an already serialised frame. */
   write(frame: Buffer): void;
+  /** Closes the socket with 1012 so the client reconnects and resumes by itself. */
+  restart(): void;
 }
 
 /**
@@ -32,6 +34,8 @@ interface LocalRoom {
   readonly subscribed: Promise<void>;
   /** Guards against a message arriving twice (a resync overlapping the live feed). */
   lastDeliveredId: string | null;
+  /** Live messages held while a resync reads what the feed missed; null when not resyncing. */
+  replaying: ChatMessage[] | null;
 }
 
 export function encode(frame: ServerFrame): Buffer {
@@ -115,6 +119,11 @@ export class RoomHub implements StoreListener {
   message(name: string, message: ChatMessage): void {
     const room = this.rooms.get(name);
     if (!room) return;
+    if (room.replaying) room.replaying.push(message);
+    else this.deliver(name, room, message);
+  }
+
+  private deliver(name: string, room: LocalRoom, message: ChatMessage): void {
     if (room.lastDeliveredId !== null && compareIds(message.id, room.lastDeliveredId) <= 0) return;
     room.lastDeliveredId = message.id;
 
@@ -142,8 +151,43 @@ export class RoomHub implements StoreListener {
     }
   }
 
+  /** The feed may have missed messages (Redis reconnected): replay every room from the store. */
   resync(): void {
-    // Filled in by the Redis store work: re-read every subscribed room after a reconnect.
+    for (const [name, room] of this.rooms) void this.replay(name, room);
+  }
+
+  private async replay(name: string, room: LocalRoom): Promise<void> {
+    if (room.replaying) return;
+    room.replaying = [];
+    let missed: ChatMessage[] | null = null;
+    try {
+      missed = await this.store.after(name, this.replayStart(room), RESUME_LIMIT.messages);
+    } catch (err) {
+      this.log.warn({ err, room: name }, 'replay after reconnect failed');
+    }
+    const held = room.replaying;
+    room.replaying = null;
+    if (missed === null) {
+      // Cannot vouch for what was missed (too much, trimmed, or Redis lost it): every socket
+      // resumes by itself, and gets resumed:false if need be.
+      this.log.warn({ room: name, sockets: room.members.size }, 'restarting the sockets of a room after a gap in its feed');
+      for (const member of room.members.keys()) member.restart();
+      return;
+    }
+    for (const message of missed) this.deliver(name, room, message);
+    for (const message of held) this.deliver(name, room, message);
+  }
+
+  /** The newest message every member of the room is known to have; null: none at all. */
+  private replayStart(room: LocalRoom): string | null {
+    if (room.lastDeliveredId !== null) return room.lastDeliveredId;
+    let start: string | undefined;
+    for (const membership of room.members.values()) {
+      if (membership.pending !== null) continue; // its own join is still reading
+      if (membership.floor === null) return null;
+      if (start === undefined || compareIds(membership.floor, start) < 0) start = membership.floor;
+    }
+    return start ?? null;
   }
 
   readiness(): void {}
@@ -176,7 +220,7 @@ export class RoomHub implements StoreListener {
     if (!room) {
       const subscribed = this.store.subscribe(name);
       subscribed.catch(() => {}); // awaited by each join, which reports the failure
-      room = { members: new Map(), subscribed, lastDeliveredId: null };
+      room = { members: new Map(), subscribed, lastDeliveredId: null, replaying: null };
       this.rooms.set(name, room);
     }
     return room;

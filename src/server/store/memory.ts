@@ -81,11 +81,14 @@ export class MemoryStore implements ChatStore {
     return { messages: messages.slice(start, end), hasMore: start > 0 };
   }
 
-  async after(room: string, sinceId: string, limit: number): Promise<ChatMessage[] | null> {
+  async after(room: string, sinceId: string | null, limit: number): Promise<ChatMessage[] | null> {
     const record = this.records.get(room);
-    if (!record) return null;
+    if (!record) return sinceId === null ? [] : null;
     let start: number;
-    if (sinceId === record.trimmedThrough) {
+    if (sinceId === null) {
+      if (record.trimmedThrough !== null) return null;
+      start = 0;
+    } else if (sinceId === record.trimmedThrough) {
       start = 0;
     } else {
       const index = lowerBound(record.messages, sinceId);

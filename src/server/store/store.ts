@@ -52,10 +52,11 @@ export interface ChatStore {
   /** Up to `limit` messages older than `beforeId` (or the newest), oldest first. */
   before(room: string, beforeId: string | undefined, limit: number): Promise<{ messages: ChatMessage[]; hasMore: boolean }>;
   /**
-   * Every message after `sinceId`, oldest first; or null when the store cannot prove that it
-   * still holds all of them (trimmed, lost in a restart, unknown id) or there are more than `limit`.
+   * Every message after `sinceId` (null: from the room's beginning), oldest first; or null when
+   * the store cannot prove that it still holds all of them (trimmed, lost in a restart, unknown
+   * id) or there are more than `limit`.
    */
-  after(room: string, sinceId: string, limit: number): Promise<ChatMessage[] | null>;
+  after(room: string, sinceId: string | null, limit: number): Promise<ChatMessage[] | null>;
 
   subscribe(room: string): Promise<void>;
   unsubscribe(room: string): Promise<void>;

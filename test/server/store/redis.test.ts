@@ -1,0 +1,125 @@
+// The Redis store against a real redis-server of the test's own.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { ChatMessage, User } from '../../../src/server/chat/protocol';
+import { createLogger } from '../../../src/server/logger';
+import { RedisStore } from '../../../src/server/store/redis';
+import type { PresenceChange, StoreListener } from '../../../src/server/store/store';
+import { RedisServer } from '../../helpers/redis';
+
+const alice = { id: 'alice-id', name: 'alice' };
+const bob = { id: 'bob-id', name: 'bøb "quoted"' };
+
+interface Heard {
+  messages: Array<[string, ChatMessage]>;
+  presence: Array<[string, PresenceChange]>;
+  typing: Array<[string, User]>;
+  resyncs: number;
+}
+
+async function open(t: { after(fn: () => unknown): void }, url: string, options: { historyLimit?: number; replicaId?: string } = {}) {
+  const store = new RedisStore({ url, historyLimit: options.historyLimit ?? 100, replicaId: options.replicaId ?? 'r1', log: createLogger('silent') });
+  const heard: Heard = { messages: [], presence: [], typing: [], resyncs: 0 };
+  const listener: StoreListener = {
+    message: (room, m) => heard.messages.push([room, m]),
+    presence: (room, change) => heard.presence.push([room, change]),
+    typing: (room, user) => heard.typing.push([room, user]),
+    resync: () => heard.resyncs++,
+    readiness: () => {},
+  };
+  store.setListener(listener);
+  store.start();
+  t.after(() => store.close());
+  await until(() => store.readiness().ready);
+  return { store, heard };
+}
+
+async function until(condition: () => boolean, waitMs = 10_000): Promise<void> {
+  const deadline = Date.now() + waitMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+test('append stores, dedupes per user and room, and publishes in stream order', async (t) => {
+  const redis = await RedisServer.start(t, { persistent: false });
+  const { store, heard } = await open(t, redis.url);
+  await store.subscribe('general');
+  const first = await store.append('general', alice, 'hello', 'c1');
+  assert.equal(first.duplicate, false);
+  assert.match(first.id, /^\d+-\d+$/);
+  assert.deepEqual(await store.append('general', alice, 'again', 'c1'), { id: first.id, duplicate: true });
+  assert.equal((await store.append('general', bob, 'hi', 'c1')).duplicate, false, 'another user');
+  await until(() => heard.messages.length === 2);
+  assert.deepEqual(heard.messages[0], ['general', { id: first.id, ts: Number(first.id.split('-')[0]), user: alice, text: 'hello', clientId: 'c1' }]);
+  assert.deepEqual(heard.messages[1]![1].user, bob, 'names with quotes and non-ASCII survive');
+  const { messages } = await store.before('general', undefined, 10);
+  assert.deepEqual(messages, heard.messages.map(([, m]) => m));
+});
+
+test('history pages back; after() vouches only for what the stream provably holds', async (t) => {
+  const redis = await RedisServer.start(t, { persistent: false });
+  const { store } = await open(t, redis.url, { historyLimit: 50 });
+  const ids: string[] = [];
+  for (let i = 0; i < 10; i++) ids.push((await store.append('r', alice, `m${i}`, `c${i}`)).id);
+  const page = await store.before('r', ids[5], 3);
+  assert.deepEqual(page.messages.map((m) => m.text), ['m2', 'm3', 'm4']);
+  assert.equal(page.hasMore, true);
+  assert.deepEqual((await store.after('r', ids[7]!, 100))!.map((m) => m.text), ['m8', 'm9']);
+  assert.deepEqual((await store.after('r', null, 100))!.length, 10, 'from the beginning of an untrimmed stream');
+  assert.equal(await store.after('r', '1-0', 100), null, 'an id the stream never held');
+  assert.equal(await store.after('r', ids[0]!, 5), null, 'more than the limit');
+  assert.deepEqual(await store.after('empty', null, 100), [], 'a room without messages');
+
+  // Trimming (MAXLEN ~ trims whole nodes of 100 entries) takes the oldest away.
+  for (let i = 10; i < 400; i++) await store.append('r', alice, `m${i}`, `c${i}`);
+  assert.equal(await store.after('r', ids[0]!, 1000), null, 'trimmed away');
+  assert.equal(await store.after('r', null, 1000), null, 'the beginning is gone');
+  const kept = await store.before('r', undefined, 100);
+  assert.equal(kept.messages.at(-1)!.text, 'm399');
+});
+
+test('a Redis that restarted empty is detected: since is unknown', async (t) => {
+  const redis = await RedisServer.start(t, { persistent: false });
+  const { store, heard } = await open(t, redis.url);
+  await store.subscribe('r');
+  const { id } = await store.append('r', alice, 'before the crash', 'c1');
+  await redis.kill();
+  await until(() => !store.readiness().ready);
+  await assert.rejects(store.append('r', alice, 'during', 'c2'), 'refused while down, never queued');
+  await redis.restart();
+  await until(() => store.readiness().ready);
+  await until(() => heard.resyncs === 1);
+  assert.equal(await store.after('r', id, 100), null);
+  // The feed was re-subscribed: new messages arrive live again.
+  await store.append('r', alice, 'after', 'c3');
+  await until(() => heard.messages.some(([, m]) => m.text === 'after'));
+});
+
+test('presence is by user across replicas; typing and the room list go through Redis', async (t) => {
+  const redis = await RedisServer.start(t, { persistent: false });
+  const one = await open(t, redis.url, { replicaId: 'r1' });
+  const two = await open(t, redis.url, { replicaId: 'r2' });
+  await one.store.subscribe('room');
+  await one.store.enter('room', alice);
+  await two.store.enter('room', alice);
+  await two.store.enter('room', bob);
+  assert.deepEqual(new Set((await one.store.present('room')).map((u) => u.name)), new Set(['alice', bob.name]));
+  await until(() => one.heard.presence.length === 2);
+  assert.deepEqual(one.heard.presence.map(([, c]) => c), [
+    { joined: [alice], left: [] },
+    { joined: [bob], left: [] },
+  ]);
+  await one.store.exit('room', alice);
+  assert.equal((await one.store.present('room')).length, 2, 'alice is still held by r2');
+  await two.store.exit('room', alice);
+  await until(() => one.heard.presence.length === 3);
+  assert.deepEqual(one.heard.presence[2]![1], { joined: [], left: [alice] });
+  const rooms = await one.store.rooms(10);
+  assert.deepEqual(rooms, [{ name: 'room', online: 1, lastMessageAt: null }]);
+
+  one.store.typing('room', bob);
+  await until(() => one.heard.typing.length === 1);
+  assert.deepEqual(one.heard.typing[0], ['room', bob]);
+});

@@ -111,10 +111,11 @@ export class TestClient {
   }
 
   /** Sends a message and waits for its ack. */
-  async say(room: string, text: string, clientId: string): Promise<Frame> {
+  async say(room: string, text: string, clientId: string, waitMs = WAIT_MS): Promise<Frame> {
     this.send({ type: 'send', room, text, clientId });
     return this.next(
       (f) => (f.type === 'ack' && f.clientId === clientId) || (f.type === 'error' && f.ref.clientId === clientId),
+      waitMs,
     );
   }
 

@@ -68,12 +68,9 @@ export class RoomHub implements StoreListener {
       this.store.enter(name, member.user).catch((err: unknown) => this.onFailure(err, 'presence enter failed'));
     }
 
-    let reflected = 0;
     try {
       await room.subscribed;
       const replay = since === undefined ? null : await this.store.after(name, since, RESUME_LIMIT.messages);
-      // Presence changes heard before this read are in `users` already; later ones may not be.
-      reflected = membership.pending!.length;
       const users = await this.store.present(name);
       let joined = replay && encode({ type: 'joined', room: name, messages: replay, users, resumed: true });
       let messages = replay;
@@ -91,10 +88,9 @@ export class RoomHub implements StoreListener {
 
     const held = membership.pending!;
     membership.pending = null;
-    held.forEach(({ id, frame }, index) => {
-      if (id === null && index < reflected) return;
+    for (const { id, frame } of held) {
       if (this.writeTo(member, membership, id, frame)) this.metrics.messagesDelivered.inc();
-    });
+    }
     return true;
   }
 
@@ -138,7 +134,17 @@ export class RoomHub implements StoreListener {
   }
 
   presence(name: string, change: PresenceChange): void {
-    this.broadcast(name, encode({ type: 'presence', room: name, ...change }), true);
+    const room = this.rooms.get(name);
+    if (!room) return;
+    const frame = encode({ type: 'presence', room: name, ...change });
+    // A socket's own arrival is already in its `joined.users`; on other replicas the change may
+    // come in after that list was read, so it is filtered by who it is about, not by timing.
+    const arrival = change.left.length === 0 && change.joined.length === 1 ? change.joined[0]!.id : null;
+    for (const [member, membership] of room.members) {
+      if (member.user.id === arrival) continue;
+      if (membership.pending === null) member.write(frame);
+      else membership.pending.push({ id: null, frame });
+    }
   }
 
   typing(name: string, user: User): void {
@@ -191,15 +197,6 @@ export class RoomHub implements StoreListener {
   }
 
   readiness(): void {}
-
-  private broadcast(name: string, frame: Buffer, holdForJoining: boolean): void {
-    const room = this.rooms.get(name);
-    if (!room) return;
-    for (const [member, membership] of room.members) {
-      if (membership.pending === null) member.write(frame);
-      else if (holdForJoining) membership.pending.push({ id: null, frame });
-    }
-  }
 
   /** Writes a frame to one member, holding it during a join and skipping what `joined` carried. */
   private writeTo(member: Member, membership: Membership, id: string | null, frame: Buffer): boolean {

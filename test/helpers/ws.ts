@@ -63,32 +63,25 @@ export class TestClient {
   }
 
   /** The next frame after the last one taken that matches; frames skipped over stay readable in `frames`. */
-  async next(match: Match = () => true, waitMs = WAIT_MS): Promise<Frame> {
-    const deadline = Date.now() + waitMs;
-    for (;;) {
+  next(match: Match = () => true, waitMs = WAIT_MS): Promise<Frame> {
+    return this.waitFor(() => {
       while (this.cursor < this.frames.length) {
         const frame = this.frames[this.cursor++]!;
         if (match(frame)) return frame;
       }
-      const left = deadline - Date.now();
-      if (left <= 0 || this.socket.readyState === WebSocket.CLOSED) {
-        throw new Error(`no matching frame within ${waitMs} ms; last frames: ${JSON.stringify(this.frames.slice(-3))}`);
-      }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
+      return undefined;
+    }, waitMs);
   }
 
   /** The first frame received at any time that matches, waiting for it if need be. */
-  async seen(match: Match, waitMs = WAIT_MS): Promise<Frame> {
+  seen(match: Match, waitMs = WAIT_MS): Promise<Frame> {
+    return this.waitFor(() => this.frames.find(match), waitMs);
+  }
+
+  private async waitFor(find: () => Frame | undefined, waitMs: number): Promise<Frame> {
     const deadline = Date.now() + waitMs;
     for (;;) {
-      const found = this.frames.find(match);
+      const found = find();
       if (found) return found;
       const left = deadline - Date.now();
       if (left <= 0 || this.socket.readyState === WebSocket.CLOSED) {

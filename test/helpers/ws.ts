@@ -105,11 +105,16 @@ export class TestClient {
 
   /** Sends a message and waits for its ack. */
   async say(room: string, text: string, clientId: string, waitMs = WAIT_MS): Promise<Frame> {
+    // Searched from this send on, apart from the shared cursor, so concurrent says cannot skip
+    // each other's answers, and an earlier answer to the same clientId (a retry) is not reused.
+    const from = this.frames.length;
     this.send({ type: 'send', room, text, clientId });
-    return this.next(
-      (f) => (f.type === 'ack' && f.clientId === clientId) || (f.type === 'error' && f.ref.clientId === clientId),
-      waitMs,
-    );
+    const answers = (f: Frame) =>
+      (f.type === 'ack' && f.clientId === clientId) || (f.type === 'error' && f.ref.clientId === clientId);
+    return this.waitFor(() => {
+      for (let i = from; i < this.frames.length; i++) if (answers(this.frames[i]!)) return this.frames[i];
+      return undefined;
+    }, waitMs);
   }
 
   /** Every `message` frame received so far for a room. */

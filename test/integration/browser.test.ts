@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
 import { SCREENSHOTS, launchChromium } from '../helpers/browser';
 import { startServer } from '../helpers/process';
+import { RedisServer } from '../helpers/redis';
 
 const XSS = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>';
 
@@ -85,4 +86,41 @@ test('two people chat in one room, history survives a reload, and markup stays t
   await alice.screenshot({ path: join(SCREENSHOTS, 'chat-alice.png') });
   await bob.screenshot({ path: join(SCREENSHOTS, 'chat-bob-phone.png') });
   assert.deepEqual([...problems], [], 'no script errors or CSP violations in either page');
+});
+
+test('the page reconnects by itself, resumes, and sends what was written while offline exactly once', async (t) => {
+  const redis = await RedisServer.start(t);
+  const env = { REDIS_URL: redis.url };
+  let server = await startServer({ env });
+  const port = Number(new URL(server.url).port);
+  t.after(() => server.stop('SIGKILL'));
+  const browser = await launchChromium();
+  t.after(() => browser.close());
+  const problems: string[] = [];
+  const page = await signIn(await browser.newContext(), server.url, 'alice', problems);
+
+  await page.getByLabel('Message #general').fill('before the crash');
+  await page.keyboard.press('Enter');
+  await log(page).getByText('before the crash').waitFor();
+
+  await server.stop('SIGKILL');
+  await page.getByRole('status').filter({ hasText: 'Offline' }).waitFor();
+  await page.getByLabel('Message #general').fill('written while offline');
+  await page.keyboard.press('Enter');
+  await log(page).locator('.pending').getByText('written while offline').waitFor();
+  await page.screenshot({ path: join(SCREENSHOTS, 'offline.png') });
+
+  // The replica comes back on the same address (as a restarted container would).
+  server = await startServer({ env, port });
+  await page.getByRole('status').filter({ hasText: 'Connected' }).waitFor({ timeout: 20_000 });
+  await log(page).locator('.group').getByText('written while offline').waitFor();
+  assert.equal(await log(page).locator('.pending').count(), 0, 'nothing left pending');
+  assert.equal(await log(page).getByText('written while offline').count(), 1, 'shown once');
+  assert.equal(await log(page).getByText('before the crash').count(), 1, 'resumed, not repeated');
+
+  // The server stored it exactly once.
+  const other = await signIn(await browser.newContext(), server.url, 'bob', problems);
+  await log(other).getByText('written while offline').waitFor();
+  assert.equal(await log(other).getByText('written while offline').count(), 1);
+  assert.deepEqual(problems.filter((p) => !/ERR_CONNECTION_(REFUSED|RESET)|WebSocket connection/.test(p)), []);
 });

@@ -11,7 +11,23 @@ interface LoggedRequest {
   headers?: Record<string, unknown>;
 }
 
-export function createLogger(level: LogLevel, destination?: pino.DestinationStream): Logger {
+const LEVEL_NAMES: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
+
+/** One short line per event for a person at a terminal; machines (any non-TTY) get the JSON. */
+function terminalStream(out: NodeJS.WriteStream): pino.DestinationStream {
+  return {
+    write(line: string) {
+      const { level, time, msg, pid: _pid, hostname: _hostname, ...fields } = JSON.parse(line) as Record<string, unknown>;
+      const extra = Object.keys(fields).length > 0 ? ` ${JSON.stringify(fields)}` : '';
+      out.write(`${new Date(Number(time)).toISOString().slice(11, 23)} ${LEVEL_NAMES[Number(level)] ?? level} ${msg ?? ''}${extra}\n`);
+    },
+  };
+}
+
+export function createLogger(
+  level: LogLevel,
+  destination: pino.DestinationStream | undefined = process.stdout.isTTY ? terminalStream(process.stdout) : undefined,
+): Logger {
   return pino(
     {
       level,

@@ -1,7 +1,7 @@
 // Embedded mode: one process keeps history, dedupe keys and presence in memory. Everything is
 // lost on restart, which main says in the log at start.
 import { LIMITS, compareIds, type ChatMessage, type User } from '../chat/protocol';
-import type { AppendResult, ChatStore, Readiness, RoomSummary, StoreListener } from './store';
+import { byActivity, type AppendResult, type ChatStore, type Readiness, type RoomSummary, type StoreListener } from './store';
 
 interface RoomRecord {
   messages: ChatMessage[];
@@ -181,10 +181,4 @@ function lowerBound(messages: ChatMessage[], id: string): number {
     else high = mid;
   }
   return low;
-}
-
-/** Most recently active first; rooms without messages last, by name. */
-export function byActivity(a: RoomSummary, b: RoomSummary): number {
-  const activity = (b.lastMessageAt ?? -1) - (a.lastMessageAt ?? -1);
-  return activity !== 0 ? activity : a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }

@@ -5,9 +5,9 @@ import { createHash } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import { createClient } from 'redis';
 import { LIMITS, type ChatMessage, type User } from '../chat/protocol';
-import { byActivity } from './memory';
 import {
   StoreUnavailableError,
+  byActivity,
   type AppendResult,
   type ChatStore,
   type Readiness,

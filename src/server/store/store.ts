@@ -80,3 +80,9 @@ export class StoreUnavailableError extends Error {
     this.name = 'StoreUnavailableError';
   }
 }
+
+/** Most recently active first; rooms without messages last, by name. */
+export function byActivity(a: RoomSummary, b: RoomSummary): number {
+  const activity = (b.lastMessageAt ?? -1) - (a.lastMessageAt ?? -1);
+  return activity !== 0 ? activity : a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}

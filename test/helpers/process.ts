@@ -34,9 +34,6 @@ export interface StartOptions {
   env?: Record<string, string>;
   host?: string;
   port?: number;
-  /** Defaults to dist/server.js in this repository. */
-  script?: string;
-  cwd?: string;
   /** How long start-up may take before the test fails (a bound, not an assertion). */
   readyWithinMs?: number;
 }
@@ -44,8 +41,7 @@ export interface StartOptions {
 export async function startServer(options: StartOptions = {}): Promise<ServerProcess> {
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? (await freePort(host));
-  const child = spawn(process.execPath, [options.script ?? SERVER_JS], {
-    cwd: options.cwd,
+  const child = spawn(process.execPath, [SERVER_JS], {
     env: {
       PATH: process.env.PATH,
       SESSION_SECRET: TEST_SECRET,

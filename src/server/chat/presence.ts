@@ -30,9 +30,4 @@ export class LocalPresence {
     if (users.size === 0) this.sockets.delete(room);
     return true;
   }
-
-  /** Every (room, user) pair present here, for a store that must re-announce them. */
-  *entries(): Iterable<[room: string, userId: string]> {
-    for (const [room, users] of this.sockets) for (const userId of users.keys()) yield [room, userId];
-  }
 }

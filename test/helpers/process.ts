@@ -36,12 +36,16 @@ export interface StartOptions {
   port?: number;
   /** How long start-up may take before the test fails (a bound, not an assertion). */
   readyWithinMs?: number;
+  /** Another copy of the artifact (the image replay runs one outside the repository). */
+  script?: string;
+  cwd?: string;
 }
 
 export async function startServer(options: StartOptions = {}): Promise<ServerProcess> {
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? (await freePort(host));
-  const child = spawn(process.execPath, [SERVER_JS], {
+  const child = spawn(process.execPath, [options.script ?? SERVER_JS], {
+    cwd: options.cwd,
     env: {
       PATH: process.env.PATH,
       SESSION_SECRET: TEST_SECRET,

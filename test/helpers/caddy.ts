@@ -45,7 +45,9 @@ export class CaddyProxy {
 
   /** `ws` options that reach the site through Caddy as a browser on the page would. */
   get wsOptions(): ClientOptions {
-    return { ca: this.ca, servername: 'localhost', headers: { host: `localhost:${this.httpsPort}` }, origin: this.origin };
+    // ws hands servername on to tls.connect, though its types do not list it.
+    const tls = { servername: 'localhost' } as ClientOptions;
+    return { ...tls, ca: this.ca, headers: { host: `localhost:${this.httpsPort}` }, origin: this.origin };
   }
 
   static async start(t: TestContext, upstream: { name: string; port: number; resolver: string }): Promise<CaddyProxy> {

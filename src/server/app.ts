@@ -69,11 +69,13 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     replicaId: deps.replicaId,
     allowedOrigins: config.allowedOrigins,
     maxMessageLength: config.maxMessageLength,
+    maxSocketsPerUser: config.maxSocketsPerUser,
+    maxSocketsPerIp: config.maxSocketsPerIp,
     heartbeatMs: deps.heartbeatMs ?? 30_000,
   });
   app.decorate('chat', { gateway: chatGateway, store, metrics });
 
-  await app.register(sessionRoutes, { sessions });
+  await app.register(sessionRoutes, { sessions, sessionsPerMinute: config.sessionsPerMinute });
 
   app.get('/api/rooms', async () => ({ rooms: await store.rooms(ROOMS_LISTED) }));
 
@@ -97,7 +99,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
 }
 
 function createStore(config: Config, deps: AppDeps): ChatStore {
-  if (config.redisUrl === undefined) return new MemoryStore(config.historyLimit);
+  if (config.redisUrl === undefined) return new MemoryStore({ historyLimit: config.historyLimit, maxRooms: config.maxRooms });
   const store = new RedisStore({
     url: config.redisUrl,
     historyLimit: config.historyLimit,

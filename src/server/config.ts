@@ -17,6 +17,13 @@ export interface Config {
   readonly logLevel: LogLevel;
   readonly maxMessageLength: number;
   readonly historyLimit: number;
+  /** New sessions (POST /api/session) per client IP per minute. */
+  readonly sessionsPerMinute: number;
+  /** Open sockets on one replica per user, and per client IP. */
+  readonly maxSocketsPerUser: number;
+  readonly maxSocketsPerIp: number;
+  /** Embedded mode: rooms with history held in memory. */
+  readonly maxRooms: number;
 }
 
 export class ConfigError extends Error {
@@ -71,6 +78,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: logLevel as LogLevel,
     maxMessageLength: integer('MAX_MESSAGE_LENGTH', read('MAX_MESSAGE_LENGTH'), 2000, 1, MAX_MESSAGE_LENGTH_CAP),
     historyLimit: integer('HISTORY_LIMIT', read('HISTORY_LIMIT'), 10_000, 50, 10_000_000),
+    sessionsPerMinute: integer('SESSIONS_PER_MINUTE', read('SESSIONS_PER_MINUTE'), 30, 1, 1_000_000),
+    maxSocketsPerUser: integer('MAX_SOCKETS_PER_USER', read('MAX_SOCKETS_PER_USER'), 20, 1, 1_000_000),
+    maxSocketsPerIp: integer('MAX_SOCKETS_PER_IP', read('MAX_SOCKETS_PER_IP'), 500, 1, 1_000_000),
+    maxRooms: integer('MAX_ROOMS', read('MAX_ROOMS'), 10_000, 1, 10_000_000),
   });
 }
 

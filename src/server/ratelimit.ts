@@ -33,3 +33,46 @@ export const RATES = {
   // 50 times beyond 5 a second is flooding and is closed with 1008.
   refusals: { capacity: 50, perSecond: 5 },
 } as const;
+
+/**
+ * One token bucket per key (a client IP), in bounded memory: a full bucket is the same as no
+ * bucket, so idle keys are dropped whenever the map grows past `maxKeys`.
+ */
+export class KeyedRateLimiter {
+  private readonly buckets = new Map<string, { bucket: TokenBucket; fullAt: number }>();
+
+  constructor(
+    private readonly capacity: number,
+    private readonly perSecond: number,
+    private readonly maxKeys = 100_000,
+  ) {}
+
+  /** Takes one token for `key` and returns 0, or returns how many ms until one is available. */
+  take(key: string, now: number): number {
+    let entry = this.buckets.get(key);
+    if (!entry) {
+      if (this.buckets.size >= this.maxKeys) this.dropIdle(now);
+      entry = { bucket: new TokenBucket(this.capacity, this.perSecond, now), fullAt: now };
+      this.buckets.set(key, entry);
+    }
+    // Even an empty bucket is full again this long after its last use.
+    entry.fullAt = now + (1000 * this.capacity) / this.perSecond;
+    return entry.bucket.take(now);
+  }
+
+  get size(): number {
+    return this.buckets.size;
+  }
+
+  private dropIdle(now: number): void {
+    for (const [key, entry] of this.buckets) if (entry.fullAt <= now) this.buckets.delete(key);
+    // Everyone is active (an attack from many addresses): forget the oldest half rather than grow.
+    if (this.buckets.size >= this.maxKeys) {
+      let excess = this.buckets.size - this.maxKeys / 2;
+      for (const key of this.buckets.keys()) {
+        if (excess-- <= 0) break;
+        this.buckets.delete(key);
+      }
+    }
+  }
+}

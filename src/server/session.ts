@@ -4,6 +4,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { User } from './chat/protocol';
 import { HttpError } from './errors';
+import { KeyedRateLimiter } from './ratelimit';
 
 export const SESSION_COOKIE = 'chatter_session';
 const TOKEN_VERSION = 'v1';
@@ -113,8 +114,21 @@ function sessionCookie(token: string, ttlMs: number, secure: boolean): string {
   return attributes.join('; ');
 }
 
-export async function sessionRoutes(app: FastifyInstance, { sessions }: { sessions: Sessions }) {
+export async function sessionRoutes(
+  app: FastifyInstance,
+  { sessions, sessionsPerMinute }: { sessions: Sessions; sessionsPerMinute: number },
+) {
+  // Per client IP: request.ip is the forwarded address when the proxy is trusted (TRUST_PROXY).
+  const newSessions = new KeyedRateLimiter(sessionsPerMinute, sessionsPerMinute / 60);
+
   app.post('/api/session', { bodyLimit: 4096 }, async (request, reply) => {
+    const waitMs = newSessions.take(request.ip, Date.now());
+    if (waitMs > 0) {
+      reply.header('retry-after', Math.ceil(waitMs / 1000));
+      return reply.code(429).send({
+        error: { code: 'rate_limited', message: 'too many new sessions from this address; try again later', retryAfterMs: waitMs },
+      });
+    }
     const body = request.body;
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       throw new HttpError(400, 'bad_request', 'body must be a JSON object like {"name":"alice"}');

@@ -26,7 +26,8 @@ export async function build(
   env: Record<string, string> = {},
   deps: Partial<AppDeps> = {},
 ): Promise<TestApp> {
-  const config = loadConfig({ SESSION_SECRET: TEST_SECRET, LOG_LEVEL: 'silent', ...env });
+  // Every test client signs in from 127.0.0.1; the security suite tests the default limit.
+  const config = loadConfig({ SESSION_SECRET: TEST_SECRET, LOG_LEVEL: 'silent', SESSIONS_PER_MINUTE: '100000', ...env });
   const app = await buildApp(config, {
     logger: createLogger(config.logLevel),
     replicaId: 'test-replica',

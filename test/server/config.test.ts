@@ -26,6 +26,10 @@ test('defaults match the contract', () => {
   assert.equal(config.logLevel, 'info');
   assert.equal(config.maxMessageLength, 2000);
   assert.equal(config.historyLimit, 10_000);
+  assert.equal(config.sessionsPerMinute, 30);
+  assert.equal(config.maxSocketsPerUser, 20);
+  assert.equal(config.maxSocketsPerIp, 500);
+  assert.equal(config.maxRooms, 10_000);
   assert.ok(Object.isFrozen(config));
 });
 
@@ -41,6 +45,10 @@ test('every variable is read', () => {
     LOG_LEVEL: 'debug',
     MAX_MESSAGE_LENGTH: '500',
     HISTORY_LIMIT: '200',
+    SESSIONS_PER_MINUTE: '5',
+    MAX_SOCKETS_PER_USER: '3',
+    MAX_SOCKETS_PER_IP: '7',
+    MAX_ROOMS: '9',
   });
   assert.equal(config.port, 8080);
   assert.equal(config.host, '127.0.0.1');
@@ -51,6 +59,10 @@ test('every variable is read', () => {
   assert.equal(config.logLevel, 'debug');
   assert.equal(config.maxMessageLength, 500);
   assert.equal(config.historyLimit, 200);
+  assert.deepEqual(
+    [config.sessionsPerMinute, config.maxSocketsPerUser, config.maxSocketsPerIp, config.maxRooms],
+    [5, 3, 7, 9],
+  );
 });
 
 test('durations take s, m, h and d', () => {

@@ -3,7 +3,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { WebSocket, type RawData } from 'ws';
 import type { Metrics } from '../metrics';
-import type { ChatStore } from '../store/store';
+import { StoreLimitError, type ChatStore } from '../store/store';
 import {
   CLOSE,
   LIMITS,
@@ -16,7 +16,7 @@ import {
   type ServerFrame,
   type User,
 } from './protocol';
-import { RATES, TokenBucket } from './ratelimit';
+import { RATES, TokenBucket } from '../ratelimit';
 import { encode, type Member, type RoomHub } from './rooms';
 
 /** Unsent output beyond which a socket is too slow to keep (contract: 1 MiB). */
@@ -180,6 +180,10 @@ export class Connection implements Member {
         this.send({ type: 'ack', room, clientId, id });
       },
       (err: unknown) => {
+        if (err instanceof StoreLimitError) {
+          this.refuse('limit_exceeded', err.message, refOf(frame));
+          return;
+        }
         this.deps.log.warn({ err, room }, 'message could not be stored');
         this.refuse('unavailable', 'the message was not stored; send it again with the same clientId', refOf(frame));
       },

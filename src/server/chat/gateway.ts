@@ -18,11 +18,16 @@ export interface GatewayOptions {
   replicaId: string;
   allowedOrigins: readonly string[];
   maxMessageLength: number;
+  maxSocketsPerUser: number;
+  maxSocketsPerIp: number;
   heartbeatMs: number;
 }
 
 export interface Gateway {
   readonly connections: ReadonlySet<Connection>;
+  /** Sockets (and handshakes) held per user id and per client IP, for the caps. */
+  readonly socketsPerUser: ReadonlyMap<string, number>;
+  readonly socketsPerIp: ReadonlyMap<string, number>;
   /** True from the start of a drain: no new sockets, and /readyz answers 503. */
   readonly draining: boolean;
   /** Closes every socket with 1012; resolves once all are gone or cut. */
@@ -37,6 +42,8 @@ declare module 'fastify' {
 
 export async function gateway(app: FastifyInstance, options: GatewayOptions): Promise<Gateway> {
   const connections = new Set<Connection>();
+  const socketsPerUser = new Counts();
+  const socketsPerIp = new Counts();
   let draining = false;
   const { hub, store, sessions, metrics } = options;
   const connectionDeps = { hub, store, metrics, log: app.log, maxMessageLength: options.maxMessageLength };
@@ -64,6 +71,22 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
     if (!request.session) {
       return reply.code(401).send(errorBody('unauthorized', 'no valid session; POST /api/session to start one'));
     }
+    if (request.headers.upgrade?.toLowerCase() !== 'websocket') return; // answered 426 below
+    const userId = request.session.user.id;
+    if ((socketsPerUser.get(userId) ?? 0) >= options.maxSocketsPerUser) {
+      return reply.code(429).send(errorBody('too_many_sockets', `this user already has ${options.maxSocketsPerUser} open sockets here; close one first`));
+    }
+    if ((socketsPerIp.get(request.ip) ?? 0) >= options.maxSocketsPerIp) {
+      return reply.code(429).send(errorBody('too_many_sockets', `this address already has ${options.maxSocketsPerIp} open sockets here`));
+    }
+    // Counted from the handshake on, so a burst of upgrades cannot slip past the cap; the TCP
+    // connection closing (handshake failed, or the socket ended) is what releases the place.
+    socketsPerUser.add(userId);
+    socketsPerIp.add(request.ip);
+    request.raw.socket.once('close', () => {
+      socketsPerUser.remove(userId);
+      socketsPerIp.remove(request.ip);
+    });
   }
 
   app.route({
@@ -87,6 +110,8 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
 
   return {
     connections,
+    socketsPerUser,
+    socketsPerIp,
     get draining() {
       return draining;
     },
@@ -107,5 +132,18 @@ export function isAllowedOrigin(origin: string, host: string | undefined, allowe
     return host !== undefined && new URL(origin).host === host.toLowerCase();
   } catch {
     return false;
+  }
+}
+
+/** How many of something each key holds; keys at zero are forgotten. */
+class Counts extends Map<string, number> {
+  add(key: string): void {
+    this.set(key, (this.get(key) ?? 0) + 1);
+  }
+
+  remove(key: string): void {
+    const left = (this.get(key) ?? 0) - 1;
+    if (left > 0) this.set(key, left);
+    else this.delete(key);
   }
 }

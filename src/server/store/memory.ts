@@ -1,7 +1,7 @@
 // Embedded mode: one process keeps history, dedupe keys and presence in memory. Everything is
 // lost on restart, which main says in the log at start.
 import { LIMITS, compareIds, type ChatMessage, type User } from '../chat/protocol';
-import { byActivity, type AppendResult, type ChatStore, type Readiness, type RoomSummary, type StoreListener } from './store';
+import { StoreLimitError, byActivity, type AppendResult, type ChatStore, type Readiness, type RoomSummary, type StoreListener } from './store';
 
 interface RoomRecord {
   messages: ChatMessage[];
@@ -28,10 +28,17 @@ export class MemoryStore implements ChatStore {
   // Insertion order is expiry order, so expired keys are always at the front.
   private readonly dedupe = new Map<string, { id: string; expiresAt: number }>();
 
-  constructor(
-    private readonly historyLimit: number,
-    private readonly now: () => number = Date.now,
-  ) {}
+  private readonly historyLimit: number;
+  private readonly maxRooms: number;
+  private readonly now: () => number;
+  /** Rooms holding messages: they stay for the life of the process, so their number is capped. */
+  private roomsWithHistory = 0;
+
+  constructor({ historyLimit, maxRooms = 10_000, now = Date.now }: { historyLimit: number; maxRooms?: number; now?: () => number }) {
+    this.historyLimit = historyLimit;
+    this.maxRooms = maxRooms;
+    this.now = now;
+  }
 
   setListener(listener: StoreListener): void {
     this.listener = listener;
@@ -49,6 +56,13 @@ export class MemoryStore implements ChatStore {
     if (seen) return { id: seen.id, duplicate: true };
 
     const record = this.record(room);
+    if (record.messages.length === 0) {
+      if (this.roomsWithHistory >= this.maxRooms) {
+        this.forgetIfEmpty(room);
+        throw new StoreLimitError(`this server keeps at most ${this.maxRooms} rooms; write in an existing one`);
+      }
+      this.roomsWithHistory++;
+    }
     // Ids grow strictly even when the clock stalls or steps back, as Redis stream ids do.
     if (now > record.lastMs) {
       record.lastMs = now;

@@ -81,6 +81,14 @@ export class StoreUnavailableError extends Error {
   }
 }
 
+/** The store is full (embedded mode's room cap): the message was refused, not lost. */
+export class StoreLimitError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StoreLimitError';
+  }
+}
+
 /** Most recently active first; rooms without messages last, by name. */
 export function byActivity(a: RoomSummary, b: RoomSummary): number {
   const activity = (b.lastMessageAt ?? -1) - (a.lastMessageAt ?? -1);

@@ -13,7 +13,7 @@ function clock(start: number) {
 
 test('ids grow strictly within a room, even when the clock stalls or steps back', async () => {
   const time = clock(1000);
-  const store = new MemoryStore(100, time.now);
+  const store = new MemoryStore({ historyLimit: 100, now: time.now });
   const ids = [];
   ids.push((await store.append('r', alice, 'a', 'c1')).id);
   ids.push((await store.append('r', alice, 'b', 'c2')).id);
@@ -26,7 +26,7 @@ test('ids grow strictly within a room, even when the clock stalls or steps back'
 
 test('a repeated clientId of the same user and room is not stored again for 10 minutes', async () => {
   const time = clock(1000);
-  const store = new MemoryStore(100, time.now);
+  const store = new MemoryStore({ historyLimit: 100, now: time.now });
   const first = await store.append('r', alice, 'hi', 'same');
   assert.deepEqual(await store.append('r', alice, 'hi again', 'same'), { id: first.id, duplicate: true });
   assert.equal((await store.append('r', bob, 'hi', 'same')).duplicate, false, 'other user');
@@ -38,7 +38,7 @@ test('a repeated clientId of the same user and room is not stored again for 10 m
 
 test('history pages backwards, oldest first in each page', async () => {
   const time = clock(1000);
-  const store = new MemoryStore(100, time.now);
+  const store = new MemoryStore({ historyLimit: 100, now: time.now });
   const ids: string[] = [];
   for (let i = 0; i < 7; i++) {
     time.state.now++;
@@ -56,7 +56,7 @@ test('history pages backwards, oldest first in each page', async () => {
 });
 
 test('after() returns what follows a known id, and null when it cannot vouch for completeness', async () => {
-  const store = new MemoryStore(5);
+  const store = new MemoryStore({ historyLimit: 5 });
   const ids: string[] = [];
   for (let i = 0; i < 8; i++) ids.push((await store.append('r', alice, `m${i}`, `c${i}`)).id);
   // Kept: m3..m7. m2 was the last one trimmed.
@@ -70,7 +70,7 @@ test('after() returns what follows a known id, and null when it cannot vouch for
 });
 
 test('the live feed reaches a subscribed room only, with presence by user', async () => {
-  const store = new MemoryStore(100);
+  const store = new MemoryStore({ historyLimit: 100 });
   const seen: string[] = [];
   store.setListener({
     message: (room, m: ChatMessage) => seen.push(`message ${room} ${m.text}`),
@@ -92,7 +92,7 @@ test('the live feed reaches a subscribed room only, with presence by user', asyn
 
 test('rooms are listed most recently active first with online counts', async () => {
   const time = clock(1000);
-  const store = new MemoryStore(100, time.now);
+  const store = new MemoryStore({ historyLimit: 100, now: time.now });
   await store.append('old', alice, 'x', 'c1');
   time.state.now = 2000;
   await store.append('new', alice, 'x', 'c2');

@@ -37,15 +37,24 @@ export class TestClient {
   }
 
   /** Resolves with the HTTP status of a refused upgrade (or 101 if it was accepted). */
-  static upgradeStatus(url: string, options: ClientOptions = {}): Promise<number> {
+  static async upgradeStatus(url: string, options: ClientOptions = {}): Promise<number> {
+    return (await TestClient.upgradeAnswer(url, options)).status;
+  }
+
+  /** The status and body of a refused upgrade (or 101 and no body if it was accepted). */
+  static upgradeAnswer(url: string, options: ClientOptions = {}): Promise<{ status: number; body: string }> {
     return new Promise((resolve, reject) => {
       const socket = new WebSocket(url, options);
       socket.on('unexpected-response', (_req, res) => {
-        resolve(res.statusCode ?? 0);
-        socket.terminate();
+        let body = '';
+        res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => {
+          resolve({ status: res.statusCode ?? 0, body });
+          socket.terminate();
+        });
       });
       socket.on('open', () => {
-        resolve(101);
+        resolve({ status: 101, body: '' });
         socket.close();
       });
       socket.on('error', (err) => {

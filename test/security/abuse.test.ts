@@ -45,7 +45,7 @@ test('POST /api/session is rate-limited per client IP, by the forwarded address 
 
 test('sockets per user and per IP are capped with a clear 429, and a closed socket frees its place', async (t) => {
   const server = await build(t, { MAX_SOCKETS_PER_USER: '3', MAX_SOCKETS_PER_IP: '5' });
-  const { token } = await server.signIn('hoarder');
+  const { token, user } = await server.signIn('hoarder');
   const own = await Promise.all([1, 2, 3].map(() => TestClient.connect(server.wsUrl, token)));
   assert.equal(await TestClient.upgradeStatus(`${server.wsUrl}?token=${token}`), 429, 'a fourth socket for one user');
   const refusal = await TestClient.upgradeAnswer(`${server.wsUrl}?token=${token}`);
@@ -54,7 +54,7 @@ test('sockets per user and per IP are capped with a clear 429, and a closed sock
 
   own[0]!.close();
   await own[0]!.closed;
-  await waitFor(() => server.app.chat.gateway.socketsPerUser.get(own[1]!.frames[0]!.user.id) === 2);
+  await waitFor(() => server.app.chat.gateway.socketsPerUser.get(user.id) === 2);
   own[0] = await TestClient.connect(server.wsUrl, token);
 
   // Other users from the same address: two more fit under the per-IP cap of 5, the next does not.

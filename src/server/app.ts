@@ -28,7 +28,7 @@ export interface AppDeps {
 
 declare module 'fastify' {
   interface FastifyInstance {
-    chat: { readonly gateway: Gateway; readonly store: ChatStore; readonly metrics: Metrics };
+    chat: { readonly gateway: Gateway; readonly hub: RoomHub; readonly store: ChatStore; readonly metrics: Metrics };
   }
 }
 
@@ -73,7 +73,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     maxSocketsPerIp: config.maxSocketsPerIp,
     heartbeatMs: deps.heartbeatMs ?? 30_000,
   });
-  app.decorate('chat', { gateway: chatGateway, store, metrics });
+  app.decorate('chat', { gateway: chatGateway, hub, store, metrics });
 
   await app.register(sessionRoutes, { sessions, sessionsPerMinute: config.sessionsPerMinute });
 

@@ -65,6 +65,11 @@ export class Connection implements Member {
     return this.closing;
   }
 
+  /** Bytes accepted for this peer and not yet handed to the kernel. */
+  get buffered(): number {
+    return this.socket.bufferedAmount;
+  }
+
   write(frame: Buffer): void {
     if (this.closing || this.socket.readyState !== WebSocket.OPEN) return;
     // Judged on what is already waiting, so one large frame (a resume) never trips it by itself.

@@ -54,6 +54,11 @@ export class RoomHub implements StoreListener {
     store.setListener(this);
   }
 
+  /** Rooms with a member on this replica: each holds a feed subscription, so none may outlive its last member. */
+  get size(): number {
+    return this.rooms.size;
+  }
+
   /**
    * Puts the member in the room and sends it `joined`. The room's feed is subscribed before
    * history is read, and live frames are held until `joined` is out, so nothing falls in between

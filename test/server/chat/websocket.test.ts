@@ -410,7 +410,9 @@ test('a reader that falls 1 MiB behind is closed with 1013 and can resume', asyn
   const { token } = await server.signIn('sender');
   const text = '😀'.repeat(4000);
   let sent = 0;
+  let mostBuffered = 0;
   for (let round = 0; round < 200 && !slowOnServer.isClosing; round++) {
+    mostBuffered = Math.max(mostBuffered, slowOnServer.buffered);
     const sender = await TestClient.connect(server.wsUrl, token);
     await sender.join('flood');
     for (let i = 0; i < 10; i++) sender.send({ type: 'send', room: 'flood', text, clientId: `r${round}-${i}` });
@@ -420,6 +422,9 @@ test('a reader that falls 1 MiB behind is closed with 1013 and can resume', asyn
     sent += 10;
   }
   assert.ok(slowOnServer.isClosing, `cut after ${sent} messages`);
+  // What the server holds for it is bounded: 1 MiB, plus the one frame written before the check.
+  mostBuffered = Math.max(mostBuffered, slowOnServer.buffered);
+  assert.ok(mostBuffered <= 1024 * 1024 + 20 * 1024, `held ${mostBuffered} bytes for the slow reader`);
   paused(slow).resume();
   const { code } = await slow.closed;
   assert.equal(code, 1013);

@@ -12,7 +12,7 @@ import { createSessions, sessionRoutes } from './session';
 import { MemoryStore } from './store/memory';
 import { RedisStore } from './store/redis';
 import type { ChatStore } from './store/store';
-import { web } from './web';
+import { addSecurityHeaders, web } from './web';
 
 export interface AppDeps {
   logger: FastifyBaseLogger;
@@ -49,6 +49,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   });
   app.setErrorHandler(handleError);
   app.setNotFoundHandler(handleNotFound);
+  addSecurityHeaders(app);
   app.addHook('onClose', async () => store.close());
 
   await app.register(fastifyWebsocket, {

@@ -1,4 +1,4 @@
-// The page: the built client from dist/public, and the headers every response carries.
+// The page (the built client from dist/public), and the headers every response carries.
 import fastifyStatic from '@fastify/static';
 import type { FastifyInstance } from 'fastify';
 
@@ -23,11 +23,14 @@ const SECURITY_HEADERS = {
   'cross-origin-opener-policy': 'same-origin',
 };
 
-export async function web(app: FastifyInstance, { publicDir }: { publicDir: string }) {
+/** On every response the app sends (the API and errors too): call on the root instance. */
+export function addSecurityHeaders(app: FastifyInstance): void {
   app.addHook('onSend', async (_request, reply) => {
     reply.headers(SECURITY_HEADERS);
   });
+}
 
+export async function web(app: FastifyInstance, { publicDir }: { publicDir: string }) {
   await app.register(fastifyStatic, {
     root: publicDir,
     prefix: '/',

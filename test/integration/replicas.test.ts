@@ -79,11 +79,14 @@ test('clients on different replicas see each other\'s messages, presence and typ
 
 test('900 messages from three replicas at once reach every socket exactly once, in one order', async (t) => {
   const { replicas } = await cluster(t);
-  // Three senders, one per replica; each uses 30 sockets so that all 300 fit the per-socket burst.
+  // 30 sockets per replica, so that all 300 sends fit the per-socket burst.
   const sockets: TestClient[] = [];
   for (let s = 0; s < 3; s++) {
-    const { token } = await signIn(replicas[s]!.url, `sender${s}`);
-    for (let i = 0; i < 30; i++) sockets.push(await TestClient.connect(replicas[s]!.wsUrl, token));
+    // Three users with 10 sockets each, within MAX_SOCKETS_PER_USER.
+    for (let u = 0; u < 3; u++) {
+      const { token } = await signIn(replicas[s]!.url, `sender${s}-${u}`);
+      for (let i = 0; i < 10; i++) sockets.push(await TestClient.connect(replicas[s]!.wsUrl, token));
+    }
   }
   const observers = await Promise.all(replicas.map(async (replica, r) => TestClient.connect(replica.wsUrl, (await signIn(replica.url, `observer${r}`)).token)));
   for (const client of [...sockets, ...observers]) await client.join('load');

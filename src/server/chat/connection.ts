@@ -1,6 +1,7 @@
 // One socket: parse, validate, rate-limit and dispatch its frames. Nothing a client sends can
 // throw out of here; every refusal is an `error` frame that names the frame it refuses.
 import type { FastifyBaseLogger } from 'fastify';
+import type { Socket } from 'node:net';
 import { WebSocket, type RawData } from 'ws';
 import type { Metrics } from '../metrics';
 import { StoreLimitError, type ChatStore } from '../store/store';
@@ -17,6 +18,7 @@ import {
   type User,
 } from './protocol';
 import { RATES, TokenBucket } from '../ratelimit';
+import { coalesceWrites } from './coalesce';
 import { encode, type Member, type RoomHub } from './rooms';
 
 /** Unsent output beyond which a socket is too slow to keep (contract: 1 MiB). */
@@ -45,6 +47,8 @@ export class Connection implements Member {
 
   constructor(
     private readonly socket: WebSocket,
+    /** The TCP socket under `socket`, corked to coalesce writes. */
+    private readonly transport: Socket,
     readonly user: User,
     private readonly deps: ConnectionDeps,
   ) {
@@ -78,7 +82,10 @@ export class Connection implements Member {
       this.close(CLOSE.tooSlow, 'too slow: reconnect and resume');
       return;
     }
-    this.socket.send(frame, { binary: false });
+    // Framed already (see wire.ts), so it goes straight to the TCP socket. ws writes its own
+    // control frames (ping, close) to the same socket, each whole, so they never interleave.
+    coalesceWrites(this.transport);
+    this.transport.write(frame);
   }
 
   send(frame: ServerFrame): void {

@@ -97,7 +97,7 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
       reply.code(426).send(errorBody('upgrade_required', 'this endpoint speaks WebSocket')),
     wsHandler: (socket: WebSocket, request: FastifyRequest) => {
       const user = request.session!.user;
-      const connection = new Connection(socket, user, connectionDeps);
+      const connection = new Connection(socket, request.raw.socket, user, connectionDeps);
       connections.add(connection);
       metrics.connections.inc();
       socket.once('close', () => {

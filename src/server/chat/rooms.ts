@@ -2,14 +2,15 @@
 // each room's live feed to them once each, in id order, without gaps around a join.
 import type { FastifyBaseLogger } from 'fastify';
 import type { Metrics } from '../metrics';
-import type { ChatStore, PresenceChange, StoreListener } from '../store/store';
+import { toFeed, type ChatStore, type FeedMessage, type PresenceChange, type StoreListener } from '../store/store';
 import { LocalPresence } from './presence';
 import { LIMITS, compareIds, type ChatMessage, type ServerFrame, type User } from './protocol';
+import { textFrame } from './wire';
 
 /** One socket as the hub sees it. */
 export interface Member {
   readonly user: User;
-  /** Writes an already serialised frame. */
+  /** Writes a frame made by `encode` (or `textFrame`): bytes ready for the wire. */
   write(frame: Buffer): void;
   /** Closes the socket with 1012 so the client reconnects and resumes by itself. */
   restart(): void;
@@ -35,11 +36,12 @@ interface LocalRoom {
   /** Guards against a message arriving twice (a resync overlapping the live feed). */
   lastDeliveredId: string | null;
   /** Live messages held while a resync reads what the feed missed; null when not resyncing. */
-  replaying: ChatMessage[] | null;
+  replaying: FeedMessage[] | null;
 }
 
+/** A server frame, serialised and framed: the bytes to write to a socket. */
 export function encode(frame: ServerFrame): Buffer {
-  return Buffer.from(JSON.stringify(frame));
+  return textFrame(JSON.stringify(frame));
 }
 
 export class RoomHub implements StoreListener {
@@ -117,19 +119,20 @@ export class RoomHub implements StoreListener {
 
   // The store's live feed.
 
-  message(name: string, message: ChatMessage): void {
+  message(name: string, message: FeedMessage): void {
     const room = this.rooms.get(name);
     if (!room) return;
     if (room.replaying) room.replaying.push(message);
     else this.deliver(name, room, message);
   }
 
-  private deliver(name: string, room: LocalRoom, message: ChatMessage): void {
+  private deliver(name: string, room: LocalRoom, message: FeedMessage): void {
     if (room.lastDeliveredId !== null && compareIds(message.id, room.lastDeliveredId) <= 0) return;
     room.lastDeliveredId = message.id;
 
-    // Serialised once for every socket in the room.
-    const frame = encode({ type: 'message', room: name, ...message });
+    // One frame for every socket in the room, spliced around the body as it was stored. Room
+    // names and ids ([a-z0-9_-] and digits) need no escaping.
+    const frame = textFrame(`{"type":"message","room":"${name}","id":"${message.id}","ts":${message.ts},${message.body.slice(1)}`);
     let written = 0;
     for (const [member, membership] of room.members) {
       if (this.writeTo(member, membership, message.id, frame)) written++;
@@ -185,7 +188,7 @@ export class RoomHub implements StoreListener {
       for (const member of room.members.keys()) member.restart();
       return;
     }
-    for (const message of missed) this.deliver(name, room, message);
+    for (const message of missed) this.deliver(name, room, toFeed(message));
     for (const message of held) this.deliver(name, room, message);
   }
 

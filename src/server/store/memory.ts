@@ -1,7 +1,7 @@
 // Embedded mode: one process keeps history, dedupe keys and presence in memory. Everything is
 // lost on restart, which main says in the log at start.
 import { LIMITS, compareIds, type ChatMessage, type User } from '../chat/protocol';
-import { StoreLimitError, byActivity, type AppendResult, type ChatStore, type Readiness, type RoomSummary, type StoreListener } from './store';
+import { StoreLimitError, byActivity, toFeed, type AppendResult, type ChatStore, type Readiness, type RoomSummary, type StoreListener } from './store';
 
 interface RoomRecord {
   messages: ChatMessage[];
@@ -84,7 +84,7 @@ export class MemoryStore implements ChatStore {
     }
     this.dedupe.set(dedupeKey, { id: message.id, expiresAt: now + LIMITS.dedupeWindowMs });
 
-    if (this.subscribed.has(room)) this.listener.message(room, message);
+    if (this.subscribed.has(room)) this.listener.message(room, toFeed(message));
     return { id: message.id, duplicate: false };
   }
 

@@ -24,9 +24,35 @@ export interface RoomSummary {
 }
 
 /** Receives the live feed of the rooms this process subscribed to. */
+/**
+ * A new message as the live feed hands it over: its id and time, and the rest as the JSON text it
+ * was stored as, so that fan-out can splice it into a frame without parsing it again.
+ */
+export interface FeedMessage {
+  id: string;
+  ts: number;
+  /** `{"user":…,"text":…,"clientId":…}` */
+  body: string;
+}
+
+export function toFeed(message: ChatMessage): FeedMessage {
+  const { id, ts, user, text, clientId } = message;
+  return { id, ts, body: messageBody(user, text, clientId) };
+}
+
+export function fromFeed({ id, ts, body }: FeedMessage): ChatMessage {
+  const { user, text, clientId } = JSON.parse(body) as Omit<ChatMessage, 'id' | 'ts'>;
+  return { id, ts, user, text, clientId };
+}
+
+/** The one serialisation of a message's content: stored, published and delivered as is. */
+export function messageBody(user: User, text: string, clientId: string): string {
+  return JSON.stringify({ user: { id: user.id, name: user.name }, text, clientId });
+}
+
 export interface StoreListener {
   /** Called in id order per room. The same message may come twice after a resync. */
-  message(room: string, message: ChatMessage): void;
+  message(room: string, message: FeedMessage): void;
   presence(room: string, change: PresenceChange): void;
   typing(room: string, user: User): void;
   /** The live feed may have missed messages (a reconnect): re-read every subscribed room. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { ChatMessage } from '../../../src/server/chat/protocol';
 import { MemoryStore } from '../../../src/server/store/memory';
+import { fromFeed } from '../../../src/server/store/store';
 
 const alice = { id: 'a', name: 'alice' };
 const bob = { id: 'b', name: 'bob' };
@@ -73,7 +73,7 @@ test('the live feed reaches a subscribed room only, with presence by user', asyn
   const store = new MemoryStore({ historyLimit: 100 });
   const seen: string[] = [];
   store.setListener({
-    message: (room, m: ChatMessage) => seen.push(`message ${room} ${m.text}`),
+    message: (room, m) => seen.push(`message ${room} ${fromFeed(m).text}`),
     presence: (room, change) => seen.push(`presence ${room} +${change.joined.map((u) => u.name)} -${change.left.map((u) => u.name)}`),
     typing: (room, user) => seen.push(`typing ${room} ${user.name}`),
     resync: () => {},

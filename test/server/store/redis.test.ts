@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import type { ChatMessage, User } from '../../../src/server/chat/protocol';
 import { createLogger } from '../../../src/server/logger';
 import { RedisStore } from '../../../src/server/store/redis';
-import type { PresenceChange, StoreListener } from '../../../src/server/store/store';
+import { fromFeed, type PresenceChange, type StoreListener } from '../../../src/server/store/store';
 import { RedisServer } from '../../helpers/redis';
 
 const alice = { id: 'alice-id', name: 'alice' };
@@ -21,7 +21,7 @@ async function open(t: { after(fn: () => unknown): void }, url: string, options:
   const store = new RedisStore({ url, historyLimit: options.historyLimit ?? 100, replicaId: options.replicaId ?? 'r1', log: createLogger('silent') });
   const heard: Heard = { messages: [], presence: [], typing: [], resyncs: 0 };
   const listener: StoreListener = {
-    message: (room, m) => heard.messages.push([room, m]),
+    message: (room, m) => heard.messages.push([room, fromFeed(m)]),
     presence: (room, change) => heard.presence.push([room, change]),
     typing: (room, user) => heard.typing.push([room, user]),
     resync: () => heard.resyncs++,

@@ -12,6 +12,9 @@ const MESSAGE_PREFIX = {
   peer: Buffer.from('42["message"'),
 };
 const ID_MARKER = Buffer.from('"id":"');
+/** Presence changes: counted, never parsed (a storm brings a million of them). */
+const PRESENCE_PREFIX = Buffer.from('{"type":"presence"');
+let presenceFrames = 0;
 const PADDING = 'x'.repeat(48);
 
 const now = () => performance.now();
@@ -137,7 +140,8 @@ class Client {
       this.delivery(data);
       return;
     }
-    if (this.kind === 'chatter') this.chatterFrame(JSON.parse(data));
+    if (this.kind === 'chatter' && data.compare(PRESENCE_PREFIX, 0, PRESENCE_PREFIX.length, 0, PRESENCE_PREFIX.length) === 0) presenceFrames++;
+    else if (this.kind === 'chatter') this.chatterFrame(JSON.parse(data));
     else this.engineFrame(data.toString());
   }
 
@@ -355,6 +359,7 @@ async function step({ rate, seconds, drainMs }) {
  */
 async function storm({ rate, beforeMs, afterMs }) {
   tally = new Tally(nextSeq);
+  presenceFrames = 0;
   const senders = clients.filter((c) => c.name.startsWith('stormsender'));
   const listeners = clients.filter((c) => !senders.includes(c));
   for (const client of listeners) client.all = new Set();
@@ -404,7 +409,7 @@ async function storm({ rate, beforeMs, afterMs }) {
   while (missing() > 0 && now() < drainUntil) await new Promise((r) => setTimeout(r, 50));
   const lost = missing();
   for (const client of listeners) client.all = null;
-  return { listeners: listeners.length, rejoined: listeners.length - failed, allBackMs, messages: lastSeq - firstSeq, refused: tally.refused, lost };
+  return { listeners: listeners.length, rejoined: listeners.length - failed, allBackMs, messages: lastSeq - firstSeq, refused: tally.refused, presenceFrames, lost };
 }
 
 async function closeAll() {

@@ -23,6 +23,9 @@ export interface Member {
  */
 export const RESUME_LIMIT = { messages: 500, bytes: 256 * 1024 } as const;
 
+/** How long presence changes in a room are gathered into one frame. */
+export const PRESENCE_BATCH_MS = 100;
+
 interface Membership {
   /** Frames held back while the join reads history; null once `joined` was sent. */
   pending: Array<{ id: string | null; frame: Buffer }> | null;
@@ -37,6 +40,8 @@ interface LocalRoom {
   lastDeliveredId: string | null;
   /** Live messages held while a resync reads what the feed missed; null when not resyncing. */
   replaying: FeedMessage[] | null;
+  /** Presence changes gathered for the next presence frame; null when there are none. */
+  presence: { joined: Map<string, User>; left: Map<string, User>; timer: NodeJS.Timeout } | null;
 }
 
 /** A server frame, serialised and framed: the bytes to write to a socket. */
@@ -112,6 +117,7 @@ export class RoomHub implements StoreListener {
       this.store.exit(name, member.user).catch((err: unknown) => this.onFailure(err, 'presence exit failed'));
     }
     if (room.members.size === 0) {
+      clearTimeout(room.presence?.timer);
       this.rooms.delete(name);
       this.store.unsubscribe(name).catch((err: unknown) => this.onFailure(err, 'unsubscribe failed'));
     }
@@ -141,17 +147,42 @@ export class RoomHub implements StoreListener {
     this.metrics.deliverySeconds.observe(Math.max(0, Date.now() - message.ts) / 1000);
   }
 
+  /**
+   * Presence changes are gathered per room for PRESENCE_BATCH_MS and sent as one frame. When many
+   * people come and go at once (a reconnect storm, a replica restarting), each socket gets a few
+   * frames instead of one per person. Someone who left and came back within the window (or the
+   * other way round) cancels out. Presence is best-effort in the contract, so a short delay costs
+   * nothing.
+   */
   presence(name: string, change: PresenceChange): void {
     const room = this.rooms.get(name);
     if (!room) return;
-    const frame = encode({ type: 'presence', room: name, ...change });
-    // A socket's own arrival is already in its `joined.users`; on other replicas the change may
-    // come in after that list was read, so it is filtered by who it is about, not by timing.
-    const arrival = change.left.length === 0 && change.joined.length === 1 ? change.joined[0]!.id : null;
+    let batch = room.presence;
+    if (!batch) {
+      batch = room.presence = { joined: new Map(), left: new Map(), timer: setTimeout(() => this.flushPresence(name, room), PRESENCE_BATCH_MS) };
+    }
+    for (const user of change.joined) if (!batch.left.delete(user.id)) batch.joined.set(user.id, user);
+    for (const user of change.left) if (!batch.joined.delete(user.id)) batch.left.set(user.id, user);
+  }
+
+  private flushPresence(name: string, room: LocalRoom): void {
+    const batch = room.presence;
+    room.presence = null;
+    if (!batch || (batch.joined.size === 0 && batch.left.size === 0)) return;
+    const joined = [...batch.joined.values()];
+    const left = [...batch.left.values()];
+    const frame = encode({ type: 'presence', room: name, joined, left });
     for (const [member, membership] of room.members) {
-      if (member.user.id === arrival) continue;
-      if (membership.pending === null) member.write(frame);
-      else membership.pending.push({ id: null, frame });
+      let own = frame;
+      // A socket's own arrival is already in its `joined.users`; on other replicas the change may
+      // come in after that list was read, so it is filtered by who it is about, not by timing.
+      if (batch.joined.has(member.user.id)) {
+        const others = joined.filter((user) => user.id !== member.user.id);
+        if (others.length === 0 && left.length === 0) continue;
+        own = encode({ type: 'presence', room: name, joined: others, left });
+      }
+      if (membership.pending === null) member.write(own);
+      else membership.pending.push({ id: null, frame: own });
     }
   }
 
@@ -225,7 +256,7 @@ export class RoomHub implements StoreListener {
     if (!room) {
       const subscribed = this.store.subscribe(name);
       subscribed.catch(() => {}); // awaited by each join, which reports the failure
-      room = { members: new Map(), subscribed, lastDeliveredId: null, replaying: null };
+      room = { members: new Map(), subscribed, lastDeliveredId: null, replaying: null, presence: null };
       this.rooms.set(name, room);
     }
     return room;

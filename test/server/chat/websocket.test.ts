@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { WebSocket } from 'ws';
 import { createSessions } from '../../../src/server/session';
+import { PRESENCE_BATCH_MS } from '../../../src/server/chat/rooms';
 import { TEST_SECRET, build, type TestApp } from '../../helpers/app';
 import { TestClient } from '../../helpers/ws';
 
@@ -235,6 +236,29 @@ test('presence counts users, not sockets', async (t) => {
   assert.deepEqual(rooms, { rooms: [{ name: 'general', online: 1, lastMessageAt: null }] });
   alice.close();
   bob.close();
+});
+
+test('presence changes close together arrive as one frame, and a quick leave and return cancels out', async (t) => {
+  const server = await build(t);
+  const bob = await connect(server, 'bob');
+  await bob.join('general');
+  const alice = await connect(server, 'alice');
+  const carol = await connect(server, 'carol');
+  alice.send({ type: 'join', room: 'general' });
+  carol.send({ type: 'join', room: 'general' });
+  const arrived = await bob.next((f) => f.type === 'presence');
+  assert.deepEqual(new Set((arrived.joined as Array<{ name: string }>).map((u) => u.name)), new Set(['alice', 'carol']));
+  assert.deepEqual(arrived.left, []);
+
+  // Alice leaves and comes straight back (a page reload): nobody is told anything.
+  await alice.next((f) => f.type === 'joined');
+  alice.send({ type: 'leave', room: 'general' });
+  alice.send({ type: 'join', room: 'general' });
+  await alice.next((f) => f.type === 'joined');
+  await new Promise((resolve) => setTimeout(resolve, PRESENCE_BATCH_MS * 3));
+  await bob.settle();
+  assert.equal(bob.frames.filter((f) => f.type === 'presence').length, 1, 'no presence change for a quick return');
+  for (const client of [alice, bob, carol]) client.close();
 });
 
 test('a closed socket leaves its rooms', async (t) => {

@@ -34,7 +34,7 @@ const PLAN = QUICK
     }
   : {
       fanout: { members: 500, steps: [50, 100, 200, 300, 400, 600, 800], seconds: 5, drainMs: 3000 },
-      rooms: { rooms: 500, perRoom: 4, steps: [250, 500, 1000, 2000, 3000, 4000], seconds: 5, drainMs: 3000 },
+      rooms: { rooms: 500, perRoom: 4, steps: [250, 500, 1000, 2000, 4000, 6000, 8000, 12000], seconds: 5, drainMs: 3000 },
       idle: { sockets: 5000 },
       storm: { listeners: 1000, rate: 50, beforeMs: 2000, afterMs: 2000 },
     };

@@ -28,7 +28,7 @@ test('the quick benchmark runs both servers through every scenario, and Chatter 
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
   const code = await new Promise((resolve) => child.once('exit', resolve));
   assert.equal(code, 0, output);
-  assert.match(output, /\| scenario +\| step +\| figure +\| chatter +\| peer +\| chatter vs peer \|/, 'the table is printed');
+  assert.match(output, /\| scenario +\| step +\| figure +\| +chatter +\| +peer +\| +chatter vs peer \|/, 'the table is printed');
 
   const { results } = JSON.parse(readFileSync(out, 'utf8'));
   for (const kind of ['chatter', 'peer']) {

@@ -9,6 +9,7 @@
 //   npm run bench -- --quick       small sizes, under a minute (the test suite runs this)
 //   npm run bench -- --only fanout,idle     some scenarios only
 //   npm run bench -- --servers peer         one server only (no comparison table)
+//   npm run bench -- --only rooms --steps 250,500   other rate steps (for fanout and rooms)
 import { fork, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -38,6 +39,8 @@ const PLAN = QUICK
       idle: { sockets: 5000 },
       storm: { listeners: 1000, rate: 50, beforeMs: 2000, afterMs: 2000 },
     };
+const STEPS = argv.includes('--steps') ? argv[argv.indexOf('--steps') + 1].split(',').map(Number) : null;
+if (STEPS) for (const name of ['fanout', 'rooms']) PLAN[name].steps = STEPS;
 const SATURATION_P99_MS = 250;
 
 const SERVERS = {

@@ -40,6 +40,8 @@ const PRESENCE_HEARTBEAT_MS = 5_000;
 const PRESENCE_TTL_MS = 20_000;
 /** The room list's activity times are written in one batch this often, not once per message. */
 const ROOM_ACTIVITY_FLUSH_MS = 1_000;
+/** Users announced per call, so a crowded room never holds Redis in one long script. */
+const ENTER_BATCH = 100;
 
 class Script {
   readonly sha: string;
@@ -90,24 +92,31 @@ return redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', limit + 1)
 );
 
 // A user is present in a room while any replica holds them with an unexpired entry. Entering
-// (or a heartbeat) announces the user only if no replica held them.
+// (or a heartbeat) announces, in one presence change, the users that no replica held. One call
+// takes any number of users of one room: KEYS[4..] are their holders hashes, ARGV[5..] their
+// (id, name) pairs, so a heartbeat costs one call per room, not one per user.
 const ENTER = new Script(
   'enter',
   `
-local now = tonumber(ARGV[4])
-local live = false
-local holders = redis.call('HGETALL', KEYS[3])
-for i = 2, #holders, 2 do
-  if tonumber(holders[i]) > now then live = true end
+local now = tonumber(ARGV[2])
+local joined = {}
+for k = 4, #KEYS do
+  local id, name = ARGV[2 * k - 3], ARGV[2 * k - 2]
+  local live = false
+  local holders = redis.call('HGETALL', KEYS[k])
+  for i = 2, #holders, 2 do
+    if tonumber(holders[i]) > now then live = true end
+  end
+  redis.call('HSET', KEYS[k], ARGV[1], ARGV[3])
+  redis.call('PEXPIRE', KEYS[k], ARGV[4])
+  redis.call('ZADD', KEYS[1], 'GT', ARGV[3], id)
+  redis.call('HSET', KEYS[2], id, name)
+  if not live then joined[#joined + 1] = cjson.encode({id = id, name = name}) end
 end
-redis.call('HSET', KEYS[3], ARGV[3], ARGV[5])
-redis.call('PEXPIRE', KEYS[3], ARGV[6])
-redis.call('ZADD', KEYS[1], 'GT', ARGV[5], ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-if not live then
-  redis.call('PUBLISH', KEYS[4], 'p{"joined":[' .. cjson.encode({id = ARGV[1], name = ARGV[2]}) .. '],"left":[]}')
+if #joined > 0 then
+  redis.call('PUBLISH', KEYS[3], 'p{"joined":[' .. table.concat(joined, ',') .. '],"left":[]}')
 end
-return live and 0 or 1
+return #joined
 `,
 );
 
@@ -263,7 +272,7 @@ export class RedisStore implements ChatStore {
       this.held.set(room, users);
     }
     users.set(user.id, user);
-    await this.announce(room, user);
+    await this.announce(room, [user]);
     this.send(['ZADD', ROOMS_KEY, 'NX', '0', room]).catch(() => {});
   }
 
@@ -360,15 +369,22 @@ export class RedisStore implements ChatStore {
     this.connectedBefore = true;
   }
 
-  /** Announces (or refreshes) one user held by this replica. */
-  private announce(room: string, user: User): Promise<Reply> {
+  /** Announces (or refreshes) users this replica holds in one room, in calls of a bounded size. */
+  private async announce(room: string, users: User[]): Promise<void> {
     const keys = roomKeys(room);
     const now = Date.now();
-    return this.run(
-      ENTER,
-      [keys.present, keys.names, keys.holders(user.id), keys.channel],
-      [user.id, user.name, this.options.replicaId, String(now), String(now + PRESENCE_TTL_MS), String(PRESENCE_TTL_MS * 2)],
-    );
+    const calls: Promise<Reply>[] = [];
+    for (let start = 0; start < users.length; start += ENTER_BATCH) {
+      const batch = users.slice(start, start + ENTER_BATCH);
+      calls.push(
+        this.run(
+          ENTER,
+          [keys.present, keys.names, keys.channel, ...batch.map((user) => keys.holders(user.id))],
+          [this.options.replicaId, String(now), String(now + PRESENCE_TTL_MS), String(PRESENCE_TTL_MS * 2), ...batch.flatMap((user) => [user.id, user.name])],
+        ),
+      );
+    }
+    await Promise.all(calls);
   }
 
   private release(room: string, userId: string, replicaId: string): Promise<Reply> {
@@ -390,9 +406,7 @@ export class RedisStore implements ChatStore {
 
   private async heartbeat(): Promise<void> {
     if (!this.ready) return;
-    const refreshes: Promise<unknown>[] = [];
-    for (const [room, users] of this.held) for (const user of users.values()) refreshes.push(this.announce(room, user));
-    await Promise.allSettled(refreshes);
+    await Promise.allSettled([...this.held].map(([room, users]) => this.announce(room, [...users.values()])));
   }
 
   /** Lets users whose replica died leave, in the rooms this replica serves. */

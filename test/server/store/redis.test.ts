@@ -123,3 +123,29 @@ test('presence is by user across replicas; typing and the room list go through R
   await until(() => one.heard.typing.length === 1);
   assert.deepEqual(one.heard.typing[0], ['room', bob]);
 });
+
+test('after Redis loses its data, the heartbeat puts a crowded room back: every user, in a few presence changes', async (t) => {
+  const redis = await RedisServer.start(t, { persistent: false });
+  const { store, heard } = await open(t, redis.url);
+  const crowd = Array.from({ length: 250 }, (_, i) => ({ id: `user-${i}`, name: `user ${i}` }));
+  await store.subscribe('hall');
+  for (const user of crowd) await store.enter('hall', user);
+  assert.equal((await store.present('hall')).length, 250);
+  await until(() => heard.presence.length === 250);
+
+  await redis.kill();
+  await redis.restart();
+  await until(() => heard.resyncs === 1);
+  // Re-entered in batches (of 100): far fewer calls, and far fewer presence changes, than users.
+  await until(() => heard.presence.length > 250 && heard.presence.slice(250).flatMap(([, c]) => c.joined).length === 250);
+  const announced = heard.presence.slice(250).map(([, change]) => change);
+  assert.ok(announced.length <= 3, `${announced.length} presence changes for 250 users`);
+  assert.deepEqual(new Set(announced.flatMap((change) => change.joined.map((u) => u.id))), new Set(crowd.map((u) => u.id)));
+  assert.deepEqual(new Set((await store.present('hall')).map((u) => u.name)), new Set(crowd.map((u) => u.name)));
+
+  // A heartbeat over users still present announces no one again.
+  const before = heard.presence.length;
+  await store.enter('hall', crowd[0]!);
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(heard.presence.length, before);
+});

@@ -42,12 +42,21 @@ interface LocalRoom {
   replaying: FeedMessage[] | null;
   /** Presence changes gathered for the next presence frame; null when there are none. */
   presence: { joined: Map<string, User>; left: Map<string, User>; timer: NodeJS.Timeout } | null;
+  /** The read of who is present (as JSON) under way, and the one queued to start after it. */
+  roster: { reading: Promise<string> | null; queued: Promise<string> | null };
 }
 
 /** A server frame, serialised and framed: the bytes to write to a socket. */
 export function encode(frame: ServerFrame): Buffer {
   return textFrame(JSON.stringify(frame));
 }
+
+/** A `joined` frame around a list of users serialised once for every join that shares it. */
+function joinedFrame(room: string, messages: ChatMessage[], usersJson: string, resumed: boolean): Buffer {
+  return textFrame(`{"type":"joined","room":"${room}","messages":${JSON.stringify(messages)},"users":${usersJson},"resumed":${resumed}}`);
+}
+
+function noop(): void {}
 
 export class RoomHub implements StoreListener {
   private readonly rooms = new Map<string, LocalRoom>();
@@ -83,12 +92,12 @@ export class RoomHub implements StoreListener {
     try {
       await room.subscribed;
       const replay = since === undefined ? null : await this.store.after(name, since, RESUME_LIMIT.messages);
-      const users = await this.store.present(name);
-      let joined = replay && encode({ type: 'joined', room: name, messages: replay, users, resumed: true });
+      const users = await this.roster(name, room);
+      let joined = replay && joinedFrame(name, replay, users, true);
       let messages = replay;
       if (!joined || joined.length > RESUME_LIMIT.bytes) {
         messages = (await this.store.before(name, undefined, LIMITS.joinMessages)).messages;
-        joined = encode({ type: 'joined', room: name, messages, users, resumed: false });
+        joined = joinedFrame(name, messages, users, false);
       }
       if (room.members.get(member) !== membership) return false;
       member.write(joined);
@@ -251,12 +260,39 @@ export class RoomHub implements StoreListener {
     return id !== null;
   }
 
+  /**
+   * Who is present, as JSON, for a `joined` frame. Joins that ask while a read is under way share
+   * the next read, which starts when that one is done: each still gets a list read after it asked
+   * (so it includes the joiner), but a reconnect storm of a thousand joins costs a few reads of
+   * the list and a few serialisations of it, not a thousand.
+   */
+  private roster(name: string, room: LocalRoom): Promise<string> {
+    const roster = room.roster;
+    if (roster.queued) return roster.queued;
+    const read = (): Promise<string> => {
+      const reading = this.store.present(name).then((users) => JSON.stringify(users));
+      roster.reading = reading;
+      const done = () => {
+        if (roster.reading === reading) roster.reading = null;
+      };
+      reading.then(done, done);
+      return reading;
+    };
+    if (!roster.reading) return read();
+    const queued = roster.reading.then(noop, noop).then(() => {
+      roster.queued = null;
+      return read();
+    });
+    roster.queued = queued;
+    return queued;
+  }
+
   private room(name: string): LocalRoom {
     let room = this.rooms.get(name);
     if (!room) {
       const subscribed = this.store.subscribe(name);
       subscribed.catch(() => {}); // awaited by each join, which reports the failure
-      room = { members: new Map(), subscribed, lastDeliveredId: null, replaying: null, presence: null };
+      room = { members: new Map(), subscribed, lastDeliveredId: null, replaying: null, presence: null, roster: { reading: null, queued: null } };
       this.rooms.set(name, room);
     }
     return room;

@@ -4,6 +4,9 @@ import { test } from 'node:test';
 import { WebSocket } from 'ws';
 import { createSessions } from '../../../src/server/session';
 import { PRESENCE_BATCH_MS } from '../../../src/server/chat/rooms';
+import { createLogger } from '../../../src/server/logger';
+import { RedisStore } from '../../../src/server/store/redis';
+import { RedisServer } from '../../helpers/redis';
 import { TEST_SECRET, build, type TestApp } from '../../helpers/app';
 import { TestClient } from '../../helpers/ws';
 
@@ -259,6 +262,42 @@ test('presence changes close together arrive as one frame, and a quick leave and
   await bob.settle();
   assert.equal(bob.frames.filter((f) => f.type === 'presence').length, 1, 'no presence change for a quick return');
   for (const client of [alice, bob, carol]) client.close();
+});
+
+test('a crowd joining at once: each joined lists everyone, itself included, from a few shared reads', async (t) => {
+  // Redis, where reading who is present takes a round trip, so joins overlap as in a reconnect
+  // storm. Each read answers 20 ms after it was taken, and joins come 2 ms apart: a join that
+  // reused a read already under way would get a list from before it arrived.
+  const redis = await RedisServer.start(t, { persistent: false });
+  const store = new RedisStore({ url: redis.url, historyLimit: 100, replicaId: 'test-replica', log: createLogger('silent') });
+  const present = store.present.bind(store);
+  let reads = 0;
+  store.present = async (room) => {
+    reads++;
+    const users = await present(room);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    return users;
+  };
+  store.start();
+  const server = await build(t, {}, { store });
+  for (let waited = 0; !store.readiness().ready; waited += 10) {
+    assert.ok(waited < 10_000, 'the store connects to Redis');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  const crowd = await Promise.all(Array.from({ length: 60 }, (_, i) => connect(server, `crowd${i}`)));
+  const frames: Array<Promise<Record<string, unknown>>> = [];
+  for (const client of crowd) {
+    frames.push(client.join('hall'));
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  for (const [i, joined] of (await Promise.all(frames)).entries()) {
+    const names = new Set((joined.users as Array<{ name: string }>).map((user) => user.name));
+    assert.ok(names.has(`crowd${i}`), `crowd${i} is in its own list`);
+  }
+  assert.ok(reads < crowd.length / 2, `${reads} reads for ${crowd.length} joins`);
+  const late = await connect(server, 'late');
+  assert.equal(((await late.join('hall')).users as unknown[]).length, crowd.length + 1, 'a later join sees everyone');
+  for (const client of [...crowd, late]) client.close();
 });
 
 test('a closed socket leaves its rooms', async (t) => {

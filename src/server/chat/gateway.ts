@@ -81,11 +81,13 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
     }
     // Counted from the handshake on, so a burst of upgrades cannot slip past the cap; the TCP
     // connection closing (handshake failed, or the socket ended) is what releases the place.
+    // The listener keeps only the two keys, not the request, alive for the socket's lifetime.
+    const ip = request.ip;
     socketsPerUser.add(userId);
-    socketsPerIp.add(request.ip);
+    socketsPerIp.add(ip);
     request.raw.socket.once('close', () => {
       socketsPerUser.remove(userId);
-      socketsPerIp.remove(request.ip);
+      socketsPerIp.remove(ip);
     });
   }
 

@@ -16,6 +16,10 @@ const ID_MARKER = Buffer.from('"id":"');
 const PRESENCE_PREFIX = Buffer.from('{"type":"presence"');
 let presenceFrames = 0;
 const PADDING = 'x'.repeat(48);
+/** However long deliveries keep coming after a step, it ends this long after its sends did. */
+const DRAIN_LIMIT_MS = 30_000;
+/** Sockets the server closed (slow reader, flooding, restart) since the step began. */
+let serverClosed = 0;
 
 const now = () => performance.now();
 
@@ -29,7 +33,7 @@ class Tally {
     this.expected = 0;
     this.unique = 0;
     this.duplicates = 0;
-    this.late = 0;
+    this.lastAt = 0;
     this.latencies = new Float64Array(1 << 20);
     this.count = 0;
   }
@@ -43,7 +47,9 @@ class Tally {
     this.latencies[this.count++] = ms;
   }
 
-  summary(sendSeconds) {
+  /** `sendSeconds` from `start`: throughput counts until the last delivery, if that came later. */
+  summary(start, sendSeconds) {
+    const seconds = Math.max(sendSeconds, (this.lastAt - start) / 1000);
     const sorted = this.latencies.subarray(0, this.count).sort();
     const at = (q) => (sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]);
     return {
@@ -54,7 +60,7 @@ class Tally {
       delivered: this.unique,
       lost: Math.max(0, this.expected - this.unique),
       duplicates: this.duplicates,
-      deliveriesPerSecond: this.unique / sendSeconds,
+      deliveriesPerSecond: this.unique / seconds,
       p50: at(0.5),
       p99: at(0.99),
       p999: at(0.999),
@@ -116,6 +122,7 @@ class Client {
           : `${this.url}/socket.io/?EIO=4&transport=websocket`;
       const socket = new WebSocket(url, { perMessageDeflate: false });
       this.socket = socket;
+      this.closing = false;
       const timer = setTimeout(() => reject(new Error(`${this.name}: no handshake in 20 s`)), 20_000);
       this.onReady = () => {
         clearTimeout(timer);
@@ -128,6 +135,7 @@ class Client {
       });
       socket.on('close', () => {
         if (this.socket !== socket) return; // an earlier socket of a client that reconnected
+        if (!this.closing) serverClosed++;
         for (const waiter of this.waiters.values()) waiter(null);
         this.waiters.clear();
       });
@@ -166,7 +174,8 @@ class Client {
     }
     this.seen.add(seq);
     tally.unique++;
-    tally.latency(now() - sentAt);
+    tally.lastAt = now();
+    tally.latency(tally.lastAt - sentAt);
   }
 
   chatterFrame(frame) {
@@ -283,6 +292,7 @@ class Client {
   }
 
   close() {
+    this.closing = true;
     this.socket?.terminate();
   }
 }
@@ -327,6 +337,7 @@ async function connect({ kind, urls, count, roomsOf, prefix }) {
 /** Sends `rate` messages a second for `seconds`, from every client in a room in turn, then waits for deliveries. */
 async function step({ rate, seconds, drainMs }) {
   tally = new Tally(nextSeq);
+  serverClosed = 0;
   for (const client of clients) client.seen.clear();
   const senders = clients.filter((c) => c.rooms.length > 0);
   const start = now();
@@ -347,9 +358,16 @@ async function step({ rate, seconds, drainMs }) {
     }, 5);
   });
   const sendSeconds = (now() - start) / 1000;
-  const drainUntil = now() + drainMs;
-  while (tally.unique < tally.expected && now() < drainUntil) await new Promise((r) => setTimeout(r, 20));
-  return tally.summary(sendSeconds);
+  // Late is not lost: the drain goes on while deliveries still arrive, and ends once none came
+  // for drainMs (or at the limit). What never came by then is lost.
+  const drainStart = now();
+  let progressAt = drainStart;
+  let delivered = tally.unique;
+  while (tally.unique < tally.expected && now() - progressAt < drainMs && now() - drainStart < DRAIN_LIMIT_MS) {
+    await new Promise((r) => setTimeout(r, 20));
+    if (tally.unique !== delivered) [delivered, progressAt] = [tally.unique, now()];
+  }
+  return { ...tally.summary(start, sendSeconds), drainMs: now() - drainStart, serverClosed };
 }
 
 /**

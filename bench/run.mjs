@@ -252,7 +252,7 @@ async function stepped(system, kind, label, plan) {
     }
     const step = await measured(system, () => system.loadgen.call('step', { rate, seconds: plan.seconds, drainMs: plan.drainMs }));
     steps.push({ rate, ...step, cpuMicrosPerDelivery: step.delivered ? (1e6 * step.serverCpuSeconds) / step.delivered : null });
-    log(`  ${kind} ${label} ${rate} msg/s: ${Math.round(step.deliveriesPerSecond)} deliveries/s, p50 ${fmt(step.p50)} p99 ${fmt(step.p99)} ms, lost ${step.lost}, server ${Math.round(step.serverCpuPercent)}% CPU (${Math.round(100 * step.serverSystemShare)}% kernel, ${Math.round(100 * step.redisShare)}% Redis), ${fmt(steps.at(-1).cpuMicrosPerDelivery, 2)} µs/delivery`);
+    log(`  ${kind} ${label} ${rate} msg/s: ${Math.round(step.deliveriesPerSecond)} deliveries/s, p50 ${fmt(step.p50)} p99 ${fmt(step.p99)} ms, lost ${step.lost}${step.serverClosed ? ` (${step.serverClosed} sockets closed by the server)` : ''}, server ${Math.round(step.serverCpuPercent)}% CPU (${Math.round(100 * step.serverSystemShare)}% kernel, ${Math.round(100 * step.redisShare)}% Redis), ${fmt(steps.at(-1).cpuMicrosPerDelivery, 2)} µs/delivery`);
     if (step.lost > 0 || step.p99 === null || step.p99 > 1000) break;
   }
   await system.loadgen.call('closeAll');
@@ -331,6 +331,7 @@ function table(results) {
       row(label, step, 'sends refused', c.refused, p.refused);
       row(label, step, 'lost', c.lost, p.lost);
       row(label, step, 'duplicated', c.duplicates, p.duplicates);
+      row(label, step, 'sockets closed by server', c.serverClosed, p.serverClosed);
       row(label, step, 'server CPU µs/delivery', c.cpuMicrosPerDelivery, p.cpuMicrosPerDelivery);
       row(label, step, 'server CPU %', c.serverCpuPercent, p.serverCpuPercent);
       row(label, step, 'of which kernel %', pctOf(c.serverSystemShare), pctOf(p.serverSystemShare), 'none');

@@ -70,6 +70,12 @@ function cpuTimes(pid) {
 }
 const cpuSeconds = (pid) => cpuTimes(pid).reduce((a, b) => a + b);
 
+/** CPU seconds the hypervisor gave to others while this VM wanted them (steal, all cores). */
+function stolenSeconds() {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/);
+  return Number(fields[8] ?? 0) / CLOCK_TICKS;
+}
+
 function rssBytes(pid) {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)[1]) * 1024;
@@ -182,6 +188,7 @@ async function measured(system, work) {
   const [userBefore, systemBefore] = serverTimes();
   const redisBefore = cpuSeconds(system.redis.child.pid);
   const loadgenBefore = cpuSeconds(system.loadgen.child.pid);
+  const stolenBefore = stolenSeconds();
   const started = performance.now();
   const result = await work();
   const wall = (performance.now() - started) / 1000;
@@ -196,6 +203,8 @@ async function measured(system, work) {
     redisShare: serverCpu > 0 ? redisCpu / serverCpu : null,
     loadgenCpuPercent: (100 * loadgenCpu) / wall,
     serverCpuSeconds: serverCpu,
+    // A noisy host shows here: a step with CPU stolen ran slower than the machine can.
+    stolenPercent: (100 * (stolenSeconds() - stolenBefore)) / wall,
   };
 }
 
@@ -252,7 +261,7 @@ async function stepped(system, kind, label, plan) {
     }
     const step = await measured(system, () => system.loadgen.call('step', { rate, seconds: plan.seconds, drainMs: plan.drainMs }));
     steps.push({ rate, ...step, cpuMicrosPerDelivery: step.delivered ? (1e6 * step.serverCpuSeconds) / step.delivered : null });
-    log(`  ${kind} ${label} ${rate} msg/s: ${Math.round(step.deliveriesPerSecond)} deliveries/s, p50 ${fmt(step.p50)} p99 ${fmt(step.p99)} ms, lost ${step.lost}${step.serverClosed ? ` (${step.serverClosed} sockets closed by the server)` : ''}, server ${Math.round(step.serverCpuPercent)}% CPU (${Math.round(100 * step.serverSystemShare)}% kernel, ${Math.round(100 * step.redisShare)}% Redis), ${fmt(steps.at(-1).cpuMicrosPerDelivery, 2)} µs/delivery`);
+    log(`  ${kind} ${label} ${rate} msg/s: ${Math.round(step.deliveriesPerSecond)} deliveries/s, p50 ${fmt(step.p50)} p99 ${fmt(step.p99)} ms, lost ${step.lost}${step.serverClosed ? ` (${step.serverClosed} sockets closed by the server)` : ''}, server ${Math.round(step.serverCpuPercent)}% CPU (${Math.round(100 * step.serverSystemShare)}% kernel, ${Math.round(100 * step.redisShare)}% Redis), ${fmt(steps.at(-1).cpuMicrosPerDelivery, 2)} µs/delivery${step.stolenPercent >= 1 ? `, ${Math.round(step.stolenPercent)}% stolen by the host` : ''}`);
     if (step.lost > 0 || step.p99 === null || step.p99 > 1000) break;
   }
   await system.loadgen.call('closeAll');
@@ -337,6 +346,7 @@ function table(results) {
       row(label, step, 'of which kernel %', pctOf(c.serverSystemShare), pctOf(p.serverSystemShare), 'none');
       row(label, step, 'of which Redis %', pctOf(c.redisShare), pctOf(p.redisShare), 'none');
       row(label, step, 'generator CPU %', c.loadgenCpuPercent, p.loadgenCpuPercent);
+      row(label, step, 'CPU stolen by host %', c.stolenPercent, p.stolenPercent, 'none');
     }
     row(label, 'saturation', 'deliveries/s', chatter.saturation, peer.saturation, 'higher');
   }

@@ -3,10 +3,9 @@
 import assert from 'node:assert/strict';
 import { isUtf8 } from 'node:buffer';
 import { test } from 'node:test';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { LIMITS, parseClientFrame } from '../../src/server/chat/protocol';
 import { build } from '../helpers/app';
+import { heapAfterGc } from '../helpers/heap';
 import { TestClient } from '../helpers/ws';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 0xc0ffee);
@@ -121,13 +120,6 @@ test(`parseClientFrame never throws and answers every input with a frame or a na
 });
 
 test(`the live server answers hostile frames as the contract says and its heap returns to baseline (seed ${SEED})`, async (t) => {
-  setFlagsFromString('--expose-gc');
-  const gc = runInNewContext('gc') as () => void;
-  const heap = () => {
-    gc();
-    gc();
-    return process.memoryUsage().heapUsed;
-  };
   const server = await build(t);
   const r = random(SEED);
   const { token } = await server.signIn('fuzzer');
@@ -136,7 +128,7 @@ test(`the live server answers hostile frames as the contract says and its heap r
   await warm.join('fuzz');
   warm.close();
   await warm.closed;
-  const baseline = heap();
+  const baseline = heapAfterGc();
 
   let frames = 0;
   for (let round = 0; round < 60; round++) {
@@ -172,7 +164,7 @@ test(`the live server answers hostile frames as the contract says and its heap r
 
   assert.equal((await fetch(`${server.url}/healthz`)).status, 200, 'still serving');
   await waitFor(() => server.app.chat.gateway.connections.size === 0);
-  const grown = heap() - baseline;
+  const grown = heapAfterGc() - baseline;
   t.diagnostic(`${frames} hostile frames; heap ${(grown / 1024 / 1024).toFixed(2)} MiB above baseline after GC`);
   assert.ok(grown < 8 * 1024 * 1024, `heap grew by ${grown} bytes (seed ${SEED})`);
 });

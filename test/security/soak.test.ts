@@ -3,10 +3,9 @@
 // no sockets, counts, rooms, presence, timers or listeners, and the heap back near its baseline.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { MemoryStore } from '../../src/server/store/memory';
 import { build } from '../helpers/app';
+import { heapAfterGc } from '../helpers/heap';
 import { TestClient } from '../helpers/ws';
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 45);
@@ -21,13 +20,6 @@ function resources(): Record<string, number> {
 }
 
 test(`soak: ${USERS} users churning for ${SECONDS} s leave no trace`, { timeout: (SECONDS + 60) * 1000 }, async (t) => {
-  setFlagsFromString('--expose-gc');
-  const gc = runInNewContext('gc') as () => void;
-  const heap = () => {
-    gc();
-    gc();
-    return process.memoryUsage().heapUsed;
-  };
   // History bounded small, and a clock the test can move past the 10-minute dedupe window, so
   // that what stays in memory afterwards is what the soak is about: leaks.
   let clockOffsetMs = 0;
@@ -41,7 +33,7 @@ test(`soak: ${USERS} users churning for ${SECONDS} s leave no trace`, { timeout:
   warm.close();
   await warm.closed;
   await until(() => gateway.connections.size === 0 && hub.size === 0);
-  const baseline = { heap: heap(), resources: resources(), listeners: server.app.server.listenerCount('upgrade') };
+  const baseline = { heap: heapAfterGc(), resources: resources(), listeners: server.app.server.listenerCount('upgrade') };
 
   const problems: string[] = [];
   const stats = { sessions: 0, messages: 0, vanished: 0 };
@@ -92,7 +84,7 @@ test(`soak: ${USERS} users churning for ${SECONDS} s leave no trace`, { timeout:
   await last.closed;
   await until(() => gateway.connections.size === 0 && hub.size === 0);
 
-  const grown = heap() - baseline.heap;
+  const grown = heapAfterGc() - baseline.heap;
   t.diagnostic(`${stats.sessions} socket sessions (${stats.vanished} vanished), ${stats.messages} messages; heap +${(grown / 1048576).toFixed(2)} MiB after GC`);
   assert.ok(grown < 8 * 1024 * 1024, `heap grew by ${(grown / 1048576).toFixed(1)} MiB`);
 });

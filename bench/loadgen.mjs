@@ -397,12 +397,15 @@ async function storm({ rate, beforeMs, afterMs }) {
   const dropped = now();
   for (const client of listeners) client.close();
   let failed = 0;
+  const opens = [], backs = [];
   await Promise.all(
     listeners.map(async (client) => {
       for (let attempt = 0; attempt < 20; attempt++) {
         try {
           await client.open();
+          opens.push(now() - dropped);
           for (const room of client.rooms) await client.join(room, client.kind === 'chatter' ? client.lastId.get(room) : undefined);
+          backs.push(now() - dropped);
           return;
         } catch {
           await new Promise((r) => setTimeout(r, 100 + Math.random() * 400));
@@ -412,6 +415,8 @@ async function storm({ rate, beforeMs, afterMs }) {
     }),
   );
   const allBackMs = now() - dropped;
+  const q = (a, f) => a.sort((x, y) => x - y)[Math.floor(f * (a.length - 1))].toFixed(0);
+  console.error('opens p10/p50/p90/max', q(opens, .1), q(opens, .5), q(opens, .9), q(opens, 1), 'backs', q(backs, .1), q(backs, .5), q(backs, .9), q(backs, 1));
   await new Promise((r) => setTimeout(r, afterMs));
   sending = false;
   await sendLoop;

@@ -34,10 +34,18 @@ export function roomKeys(room: string) {
 /** Room name → time of its last message (0 for none yet): the room list. Outside any room's slot. */
 export const ROOMS_KEY = 'chatter:rooms';
 
-/** A replica keeps its users present by refreshing them this often... */
+/** A replica keeps its users present by refreshing each room this often... */
 const PRESENCE_HEARTBEAT_MS = 5_000;
-/** ...and a replica that stops (SIGKILL) has its users leave after this long, plus one sweep. */
+/** ...and a replica that stops (SIGKILL) has its users leave after this long, plus one heartbeat. */
 const PRESENCE_TTL_MS = 20_000;
+/**
+ * The heartbeat is spread over the interval in this many slices, each refreshing its share of the
+ * rooms: a replica in 500 rooms sends 25 calls every 250 ms, not 500 at once that would hold
+ * every message behind them.
+ */
+const HEARTBEAT_SLICES = 20;
+/** Expired users reaped per heartbeat call, so a mass departure never makes one huge reply. */
+const REAP_BATCH = 500;
 /** The room list's activity times are written in one batch this often, not once per message. */
 const ROOM_ACTIVITY_FLUSH_MS = 1_000;
 /** Users announced per call, so a crowded room never holds Redis in one long script. */
@@ -93,15 +101,17 @@ return redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', limit + 1)
 
 // A user is present in a room while any replica holds them with an unexpired entry. Entering
 // (or a heartbeat) announces, in one presence change, the users that no replica held. One call
-// takes any number of users of one room: KEYS[4..] are their holders hashes, ARGV[5..] their
-// (id, name) pairs, so a heartbeat costs one call per room, not one per user.
+// takes any number of users of one room: KEYS[4..] are their holders hashes, ARGV[6..] their
+// (id, name) pairs, so a heartbeat costs one call per room, not one per user. It also answers
+// which users of the room have expired (every holder gone quiet: their replica died), so the
+// heartbeat doubles as the sweep that lets them leave.
 const ENTER = new Script(
   'enter',
   `
 local now = tonumber(ARGV[2])
 local joined = {}
 for k = 4, #KEYS do
-  local id, name = ARGV[2 * k - 3], ARGV[2 * k - 2]
+  local id, name = ARGV[2 * k - 2], ARGV[2 * k - 1]
   local live = false
   local holders = redis.call('HGETALL', KEYS[k])
   for i = 2, #holders, 2 do
@@ -116,7 +126,7 @@ end
 if #joined > 0 then
   redis.call('PUBLISH', KEYS[3], 'p{"joined":[' .. table.concat(joined, ',') .. '],"left":[]}')
 end
-return #joined
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[5])
 `,
 );
 
@@ -185,6 +195,8 @@ export class RedisStore implements ChatStore {
   /** Users this replica holds present, for heartbeats and a clean goodbye. */
   private readonly held = new Map<string, Map<string, User>>();
   private readonly timers: NodeJS.Timeout[] = [];
+  /** Rooms still to refresh in the current heartbeat round, and how many to take per slice. */
+  private heartbeatRound: { rooms: string[]; perSlice: number } = { rooms: [], perSlice: 0 };
   private closed = false;
   /** Rooms written in since the last flush, and the time of their newest message. */
   private readonly activity = new Map<string, number>();
@@ -216,8 +228,7 @@ export class RedisStore implements ChatStore {
     for (const client of [this.commands, this.feed]) {
       client.connect().catch((err: unknown) => this.options.log.warn({ err }, 'redis connect failed'));
     }
-    this.every(PRESENCE_HEARTBEAT_MS, () => this.heartbeat());
-    this.every(PRESENCE_HEARTBEAT_MS, () => this.sweep());
+    this.every(PRESENCE_HEARTBEAT_MS / HEARTBEAT_SLICES, () => this.heartbeatSlice());
     this.every(ROOM_ACTIVITY_FLUSH_MS, () => this.flushActivity());
   }
 
@@ -364,27 +375,31 @@ export class RedisStore implements ChatStore {
     if (this.connectedBefore) {
       // The feed was re-subscribed before it reported ready; now fill what it missed.
       this.listener?.resync();
-      void this.heartbeat();
+      void this.refreshAll();
     }
     this.connectedBefore = true;
   }
 
-  /** Announces (or refreshes) users this replica holds in one room, in calls of a bounded size. */
+  /**
+   * Announces (or refreshes) users this replica holds in one room, in calls of a bounded size,
+   * then lets the room's expired users leave.
+   */
   private async announce(room: string, users: User[]): Promise<void> {
     const keys = roomKeys(room);
     const now = Date.now();
-    const calls: Promise<Reply>[] = [];
+    const calls: Array<Promise<string[]>> = [];
     for (let start = 0; start < users.length; start += ENTER_BATCH) {
       const batch = users.slice(start, start + ENTER_BATCH);
-      calls.push(
-        this.run(
-          ENTER,
-          [keys.present, keys.names, keys.channel, ...batch.map((user) => keys.holders(user.id))],
-          [this.options.replicaId, String(now), String(now + PRESENCE_TTL_MS), String(PRESENCE_TTL_MS * 2), ...batch.flatMap((user) => [user.id, user.name])],
-        ),
+      const call = this.run(
+        ENTER,
+        [keys.present, keys.names, keys.channel, ...batch.map((user) => keys.holders(user.id))],
+        [this.options.replicaId, String(now), String(now + PRESENCE_TTL_MS), String(PRESENCE_TTL_MS * 2), String(REAP_BATCH), ...batch.flatMap((user) => [user.id, user.name])],
       );
+      calls.push(call as Promise<string[]>);
     }
-    await Promise.all(calls);
+    // Every call answers the same room's expired users: reaping after the first is enough.
+    const [expired] = await Promise.all(calls);
+    if (expired && expired.length > 0) await Promise.allSettled(expired.map((userId) => this.release(room, userId, '')));
   }
 
   private release(room: string, userId: string, replicaId: string): Promise<Reply> {
@@ -404,23 +419,29 @@ export class RedisStore implements ChatStore {
     await this.send(['ZADD', ROOMS_KEY, 'GT', ...pairs]);
   }
 
-  private async heartbeat(): Promise<void> {
+  /**
+   * One slice of the heartbeat: refreshes this slice's share of the rooms held, so every room is
+   * refreshed (and swept) once per PRESENCE_HEARTBEAT_MS, in calls spread evenly over it.
+   */
+  private async heartbeatSlice(): Promise<void> {
     if (!this.ready) return;
-    await Promise.allSettled([...this.held].map(([room, users]) => this.announce(room, [...users.values()])));
+    const round = this.heartbeatRound;
+    if (round.rooms.length === 0) {
+      round.rooms = [...this.held.keys()];
+      round.perSlice = Math.ceil(round.rooms.length / HEARTBEAT_SLICES);
+    }
+    await Promise.allSettled(round.rooms.splice(0, round.perSlice).map((room) => this.refresh(room)));
   }
 
-  /** Lets users whose replica died leave, in the rooms this replica serves. */
-  private async sweep(): Promise<void> {
-    if (!this.ready || !this.listener) return;
-    const now = String(Date.now());
-    const rooms = [...this.feed.getPubSubListeners('CHANNELS').keys()];
-    await Promise.allSettled(
-      rooms.map(async (channel) => {
-        const room = channel.slice('chatter:{'.length, channel.lastIndexOf('}'));
-        const expired = (await this.send(['ZRANGEBYSCORE', roomKeys(room).present, '-inf', now])) as string[];
-        await Promise.allSettled(expired.map((userId) => this.release(room, userId, '')));
-      }),
-    );
+  /** Every room at once: after a reconnect, when Redis may have lost what it had. */
+  private async refreshAll(): Promise<void> {
+    if (!this.ready) return;
+    await Promise.allSettled([...this.held.keys()].map((room) => this.refresh(room)));
+  }
+
+  private async refresh(room: string): Promise<void> {
+    const users = this.held.get(room); // gone since the round began: nothing to refresh
+    if (users) await this.announce(room, [...users.values()]);
   }
 
   private every(ms: number, task: () => Promise<void>): void {

@@ -397,15 +397,17 @@ async function storm({ rate, beforeMs, afterMs }) {
   const dropped = now();
   for (const client of listeners) client.close();
   let failed = 0;
-  const opens = [], backs = [];
+  // When each client had its socket open again, and when it had also rejoined (resumed).
+  const opened = [];
+  const back = [];
   await Promise.all(
     listeners.map(async (client) => {
       for (let attempt = 0; attempt < 20; attempt++) {
         try {
           await client.open();
-          opens.push(now() - dropped);
+          opened.push(now() - dropped);
           for (const room of client.rooms) await client.join(room, client.kind === 'chatter' ? client.lastId.get(room) : undefined);
-          backs.push(now() - dropped);
+          back.push(now() - dropped);
           return;
         } catch {
           await new Promise((r) => setTimeout(r, 100 + Math.random() * 400));
@@ -415,8 +417,6 @@ async function storm({ rate, beforeMs, afterMs }) {
     }),
   );
   const allBackMs = now() - dropped;
-  const q = (a, f) => a.sort((x, y) => x - y)[Math.floor(f * (a.length - 1))].toFixed(0);
-  console.error('opens p10/p50/p90/max', q(opens, .1), q(opens, .5), q(opens, .9), q(opens, 1), 'backs', q(backs, .1), q(backs, .5), q(backs, .9), q(backs, 1));
   await new Promise((r) => setTimeout(r, afterMs));
   sending = false;
   await sendLoop;
@@ -432,7 +432,24 @@ async function storm({ rate, beforeMs, afterMs }) {
   while (missing() > 0 && now() < drainUntil) await new Promise((r) => setTimeout(r, 50));
   const lost = missing();
   for (const client of listeners) client.all = null;
-  return { listeners: listeners.length, rejoined: listeners.length - failed, allBackMs, messages: lastSeq - firstSeq, refused: tally.refused, presenceFrames, lost };
+  return {
+    listeners: listeners.length,
+    rejoined: listeners.length - failed,
+    allBackMs,
+    openedP50Ms: quantile(opened, 0.5),
+    backP50Ms: quantile(back, 0.5),
+    backP90Ms: quantile(back, 0.9),
+    messages: lastSeq - firstSeq,
+    refused: tally.refused,
+    presenceFrames,
+    lost,
+  };
+}
+
+function quantile(values, q) {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
 async function closeAll() {

@@ -242,7 +242,7 @@ const SCENARIOS = {
     await system.loadgen.call('connect', { kind, urls, count: plan.listeners, roomsOf: '() => ["storm"]', prefix: 'storm' });
     const result = await measured(system, () => system.loadgen.call('storm', { rate: plan.rate, beforeMs: plan.beforeMs, afterMs: plan.afterMs }));
     await system.loadgen.call('closeAll');
-    log(`  ${kind} storm: ${result.rejoined}/${result.listeners} back in ${Math.round(result.allBackMs)} ms, ${result.lost} deliveries lost of ${result.messages * result.listeners}`);
+    log(`  ${kind} storm: ${result.rejoined}/${result.listeners} back in ${Math.round(result.allBackMs)} ms (half open in ${Math.round(result.openedP50Ms)}, half back in ${Math.round(result.backP50Ms)}, 90% in ${Math.round(result.backP90Ms)}), ${result.lost} deliveries lost of ${result.messages * result.listeners}, server ${Math.round(result.serverCpuPercent)}% CPU`);
     return result;
   },
 };
@@ -356,6 +356,8 @@ function table(results) {
   if (results.chatter.storm && results.peer.storm) {
     const c = results.chatter.storm;
     const p = results.peer.storm;
+    row('storm', `${c.listeners} clients`, 'ms until half back', c.backP50Ms, p.backP50Ms);
+    row('storm', `${c.listeners} clients`, 'ms until 90% back', c.backP90Ms, p.backP90Ms);
     row('storm', `${c.listeners} clients`, 'ms until all back', c.allBackMs, p.allBackMs);
     row('storm', `${c.listeners} clients`, 'deliveries lost', c.lost, p.lost);
   }

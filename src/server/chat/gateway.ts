@@ -34,6 +34,9 @@ export interface Gateway {
   drain(graceMs: number): Promise<void>;
 }
 
+/** The heartbeat pings a tenth of the sockets every tenth of its interval. */
+const HEARTBEAT_SLICES = 10;
+
 declare module 'fastify' {
   interface FastifyRequest {
     session: Session | null;
@@ -48,12 +51,17 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
   const { hub, store, sessions, metrics } = options;
   const connectionDeps = { hub, store, metrics, log: app.log, maxMessageLength: options.maxMessageLength };
 
+  // Each socket is pinged once per heartbeatMs, by slices of the sockets spread over it: ten
+  // thousand sockets are never pinged in one burst that every message would wait behind.
+  const pingSlices = Array.from({ length: HEARTBEAT_SLICES }, () => new Set<Connection>());
+  let nextSlice = 0;
+  let tick = 0;
   const heartbeat = setInterval(() => {
-    for (const connection of connections) {
+    for (const connection of pingSlices[tick++ % HEARTBEAT_SLICES]!) {
       if (connection.alive) connection.ping();
       else connection.terminate();
     }
-  }, options.heartbeatMs);
+  }, options.heartbeatMs / HEARTBEAT_SLICES);
   heartbeat.unref();
   app.addHook('onClose', async () => clearInterval(heartbeat));
 
@@ -100,10 +108,13 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
     wsHandler: (socket: WebSocket, request: FastifyRequest) => {
       const user = request.session!.user;
       const connection = new Connection(socket, request.raw.socket, user, connectionDeps);
+      const pingSlice = pingSlices[nextSlice++ % HEARTBEAT_SLICES]!;
       connections.add(connection);
+      pingSlice.add(connection);
       metrics.connections.inc();
       socket.once('close', () => {
         connections.delete(connection);
+        pingSlice.delete(connection);
         metrics.connections.dec();
       });
       connection.send({ type: 'welcome', user, replica: options.replicaId });

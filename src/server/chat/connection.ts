@@ -62,6 +62,11 @@ export class Connection implements Member {
       this.alive = true;
     });
     socket.on('close', () => this.onClose());
+    socket.on('error', (err) => {
+      // A peer vanishing mid-frame is routine; any error ends only this socket.
+      deps.log.debug({ err }, 'socket error');
+      socket.terminate();
+    });
   }
 
   /** True once this side started closing (or the peer went). */

@@ -1,6 +1,7 @@
 // The /ws endpoint: who may open a socket (session and origin), the heartbeat that drops dead
 // peers, and the drain that closes every socket with 1012 on shutdown.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { WebSocket } from 'ws';
 import { errorBody } from '../errors';
 import type { Metrics } from '../metrics';
@@ -50,6 +51,8 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
   let draining = false;
   const { hub, store, sessions, metrics } = options;
   const connectionDeps = { hub, store, metrics, log: app.log, maxMessageLength: options.maxMessageLength };
+  /** The response each admitted upgrade was routed with, to let go of it once the socket is open. */
+  const upgradeResponses = new WeakMap<IncomingMessage, ServerResponse>();
 
   // Each socket is pinged once per heartbeatMs, by slices of the sockets spread over it: ten
   // thousand sockets are never pinged in one burst that every message would wait behind.
@@ -97,6 +100,7 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
       socketsPerUser.remove(userId);
       socketsPerIp.remove(ip);
     });
+    upgradeResponses.set(request.raw, reply.raw);
   }
 
   app.route({
@@ -106,6 +110,7 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
     handler: async (_request, reply) =>
       reply.code(426).send(errorBody('upgrade_required', 'this endpoint speaks WebSocket')),
     wsHandler: (socket: WebSocket, request: FastifyRequest) => {
+      letGoOfUpgrade(socket, request.raw, upgradeResponses.get(request.raw));
       const user = request.session!.user;
       const connection = new Connection(socket, request.raw.socket, user, connectionDeps);
       const pingSlice = pingSlices[nextSlice++ % HEARTBEAT_SLICES]!;
@@ -136,6 +141,17 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
       for (const connection of connections) connection.terminate();
     },
   };
+}
+
+/**
+ * @fastify/websocket routes an upgrade with a ServerResponse that never finishes. It stays
+ * assigned to the TCP socket, and the plugin's 'error' listener on the WebSocket holds it with the
+ * request, the reply and their headers and logger: about 3 KB a socket, for the socket's whole
+ * life. Once the socket is open none of it is needed; Connection handles the socket's errors.
+ */
+function letGoOfUpgrade(socket: WebSocket, request: IncomingMessage, response: ServerResponse | undefined): void {
+  socket.removeAllListeners('error');
+  response?.detachSocket(request.socket);
 }
 
 /** The page's own origin (same host as the request) or one listed in ALLOWED_ORIGINS. */

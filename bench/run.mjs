@@ -16,6 +16,7 @@ import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { WebSocket } from 'ws';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const argv = process.argv.slice(2);
@@ -127,11 +128,14 @@ async function startRedis() {
   return { child, url: `redis://127.0.0.1:${port}`, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-async function startReplica(kind, redisUrl) {
+/** A replica; with `inspect`, its inspector listens on loopback so that its heap can be read. */
+async function startReplica(kind, redisUrl, { inspect = false } = {}) {
   const port = await freePort();
   const server = SERVERS[kind];
   const profile = process.env.BENCH_PROFILE === 'servers' ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench/results')}`] : [];
-  const child = launch(0, process.execPath, [...profile, server.script], {
+  const inspectPort = inspect ? await freePort() : null;
+  const inspector = inspect ? [`--inspect=127.0.0.1:${inspectPort}`] : [];
+  const child = launch(0, process.execPath, [...profile, ...inspector, server.script], {
     env: { PATH: process.env.PATH, NODE_ENV: 'production', ...server.env, REDIS_URL: redisUrl, HOST: '127.0.0.1', PORT: String(port) },
   });
   const url = `http://127.0.0.1:${port}`;
@@ -143,7 +147,44 @@ async function startReplica(kind, redisUrl) {
     if (child.exitCode !== null || Date.now() > deadline) throw new Error(`${kind} replica did not become ready: ${output.slice(-500)}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { child, url };
+  return { child, url, inspectPort };
+}
+
+/**
+ * The replica's live heap after a full garbage collection, through its inspector (the same for
+ * either server, with no code of theirs involved). RSS keeps what the handshakes' garbage once
+ * took, so this is what the sockets themselves hold.
+ */
+async function liveHeapBytes(replica) {
+  const [target] = await (await fetch(`http://127.0.0.1:${replica.inspectPort}/json/list`)).json();
+  const socket = new WebSocket(target.webSocketDebuggerUrl);
+  await new Promise((resolve, reject) => {
+    socket.once('open', resolve);
+    socket.once('error', reject);
+  });
+  let nextId = 0;
+  const call = (method, params = {}) =>
+    new Promise((resolve, reject) => {
+      const id = ++nextId;
+      const timer = setTimeout(() => reject(new Error(`inspector: ${method} took over 30 s`)), 30_000);
+      const onMessage = (data) => {
+        const reply = JSON.parse(data);
+        if (reply.id !== id) return;
+        clearTimeout(timer);
+        socket.off('message', onMessage);
+        if (reply.error) reject(new Error(`inspector: ${reply.error.message}`));
+        else resolve(reply.result);
+      };
+      socket.on('message', onMessage);
+      socket.send(JSON.stringify({ id, method, params }));
+    });
+  try {
+    await call('HeapProfiler.collectGarbage');
+    const { result } = await call('Runtime.evaluate', { expression: 'process.memoryUsage().heapUsed', returnByValue: true });
+    return result.value;
+  } finally {
+    socket.close();
+  }
 }
 
 function startLoadgen() {
@@ -224,13 +265,23 @@ const SCENARIOS = {
   async idle(system, kind, plan) {
     const replica = system.replicas[0]; // fresh: started for this scenario
     await new Promise((r) => setTimeout(r, 1000));
+    // RSS is read after each collection, so that it counts what the sockets hold, not the garbage
+    // their handshakes left behind.
+    const heapBefore = await liveHeapBytes(replica);
     const before = rssBytes(replica.child.pid);
     await system.loadgen.call('connect', { kind, urls: [replica.url], count: plan.sockets, roomsOf: '() => []', prefix: 'idle' });
     await new Promise((r) => setTimeout(r, 3000));
+    const heapAfter = await liveHeapBytes(replica);
     const after = rssBytes(replica.child.pid);
     await system.loadgen.call('closeAll');
-    const result = { sockets: plan.sockets, rssBefore: before, rssAfter: after, bytesPerSocket: (after - before) / plan.sockets };
-    log(`  ${kind} idle: ${plan.sockets} sockets, ${(result.bytesPerSocket / 1024).toFixed(1)} KiB RSS each`);
+    const result = {
+      sockets: plan.sockets,
+      rssBefore: before,
+      rssAfter: after,
+      bytesPerSocket: (after - before) / plan.sockets,
+      heapBytesPerSocket: (heapAfter - heapBefore) / plan.sockets,
+    };
+    log(`  ${kind} idle: ${plan.sockets} sockets, ${(result.bytesPerSocket / 1024).toFixed(1)} KiB RSS and ${(result.heapBytesPerSocket / 1024).toFixed(1)} KiB live heap each`);
     return result;
   },
 
@@ -275,9 +326,9 @@ function saturation(steps) {
 }
 
 /** A fresh redis-server, 2 replicas and a load generator for one scenario. */
-async function startSystem(kind) {
+async function startSystem(kind, { inspect = false } = {}) {
   const redis = await startRedis();
-  const replicas = [await startReplica(kind, redis.url), await startReplica(kind, redis.url)];
+  const replicas = [await startReplica(kind, redis.url, { inspect }), await startReplica(kind, redis.url)];
   const loadgen = startLoadgen();
   await loadgen.ready;
   const processes = [loadgen.child, ...replicas.map((r) => r.child), redis.child];
@@ -303,7 +354,8 @@ async function runServer(kind) {
   const results = {};
   for (const [name, scenario] of Object.entries(SCENARIOS)) {
     if (ONLY && !ONLY.includes(name)) continue;
-    const system = await startSystem(kind);
+    // Only the idle scenario reads a heap; no other runs with an inspector.
+    const system = await startSystem(kind, { inspect: name === 'idle' });
     try {
       results[name] = await scenario(system, kind, PLAN[name]);
     } finally {
@@ -351,7 +403,9 @@ function table(results) {
     row(label, 'saturation', 'deliveries/s', chatter.saturation, peer.saturation, 'higher');
   }
   if (results.chatter.idle && results.peer.idle) {
-    row('idle', `${results.chatter.idle.sockets} sockets`, 'RSS KiB/socket', results.chatter.idle.bytesPerSocket / 1024, results.peer.idle.bytesPerSocket / 1024);
+    const [c, p] = [results.chatter.idle, results.peer.idle];
+    row('idle', `${c.sockets} sockets`, 'RSS KiB/socket', c.bytesPerSocket / 1024, p.bytesPerSocket / 1024);
+    row('idle', `${c.sockets} sockets`, 'live heap KiB/socket', c.heapBytesPerSocket / 1024, p.heapBytesPerSocket / 1024);
   }
   if (results.chatter.storm && results.peer.storm) {
     const c = results.chatter.storm;

@@ -1,5 +1,6 @@
 // The WebSocket contract over real sockets: a listening app and real `ws` clients.
 import assert from 'node:assert/strict';
+import type { IncomingMessage } from 'node:http';
 import { test } from 'node:test';
 import { WebSocket } from 'ws';
 import { createSessions } from '../../../src/server/session';
@@ -9,6 +10,7 @@ import { RedisStore } from '../../../src/server/store/redis';
 import { RedisServer } from '../../helpers/redis';
 import { TEST_SECRET, build, type TestApp } from '../../helpers/app';
 import { TestClient } from '../../helpers/ws';
+import { heapAfterGc } from '../../helpers/heap';
 
 async function connect(server: TestApp, name: string, options = {}) {
   const { token, user } = await server.signIn(name);
@@ -457,6 +459,19 @@ test('the heartbeat keeps answering peers and drops silent ones', async (t) => {
   assert.equal(lively.socket.readyState, WebSocket.OPEN, 'a peer that answers pings stays');
   assert.equal((await lively.join('general')).type, 'joined');
   lively.close();
+});
+
+test('an open socket keeps nothing of its upgrade request alive', async (t) => {
+  const server = await build(t);
+  const upgrades: Array<WeakRef<IncomingMessage>> = [];
+  server.app.server.on('upgrade', (request: IncomingMessage) => upgrades.push(new WeakRef(request)));
+  const clients = await Promise.all(['ann', 'ben', 'cat'].map((name) => connect(server, name)));
+  await clients[0]!.join('general'); // the request is long done with once a frame is answered
+  heapAfterGc();
+  assert.equal(upgrades.length, 3);
+  assert.equal(upgrades.filter((ref) => ref.deref() !== undefined).length, 0, 'requests still held by open sockets');
+  for (const client of clients) assert.equal((await client.join('lobby')).type, 'joined', 'the sockets still work');
+  for (const client of clients) client.close();
 });
 
 test('a reader that falls 1 MiB behind is closed with 1013 and can resume', async (t) => {

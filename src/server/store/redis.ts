@@ -1,5 +1,5 @@
-// Replicas: history in one Redis Stream per room, the live feed over pub/sub, presence with
-// expiry. Every write that others must see in order is one Lua script, so the order messages
+// Replicas: history in one Redis Stream per room, the live feed over pub/sub, presence held by
+// replicas that keep a lease. Every write that others must see in order is one Lua script, so the order messages
 // are published in is the order they are stored in. docs/redis.md explains the layout.
 import { createHash } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
@@ -25,27 +25,24 @@ export function roomKeys(room: string) {
   return {
     stream: `${tag}:stream`,
     channel: `${tag}:feed`,
-    present: `${tag}:present`,
-    names: `${tag}:names`,
-    holders: (userId: string) => `${tag}:holders:${userId}`,
+    users: `${tag}:users`,
+    holds: `${tag}:holds`,
+    held: (replicaId: string) => `${tag}:held:${replicaId}`,
     dedupe: (userId: string, clientId: string) => `${tag}:dedupe:${userId}:${clientId}`,
   };
 }
 /** Room name → time of its last message (0 for none yet): the room list. Outside any room's slot. */
 export const ROOMS_KEY = 'chatter:rooms';
+/** Replica id → when its lease ends (ms). Outside any room's slot, as is each replica's room index. */
+export const REPLICAS_KEY = 'chatter:replicas';
+/** The rooms a replica holds users in: where to look once its lease has run out. */
+export const replicaRoomsKey = (replicaId: string) => `chatter:replica:${replicaId}:rooms`;
 
-/** A replica keeps its users present by refreshing each room this often... */
-const PRESENCE_HEARTBEAT_MS = 5_000;
-/** ...and a replica that stops (SIGKILL) has its users leave after this long, plus one heartbeat. */
-const PRESENCE_TTL_MS = 20_000;
 /**
- * The heartbeat is spread over the interval in this many slices, each refreshing its share of the
- * rooms: a replica in 500 rooms sends 25 calls every 250 ms, not 500 at once that would hold
- * every message behind them.
+ * A replica renews its lease, and looks for replicas whose lease ran out, every `renewMs`; one
+ * that stops (SIGKILL) has its users leave once its lease ends, within `renewMs` more: 25 s.
  */
-const HEARTBEAT_SLICES = 20;
-/** Expired users reaped per heartbeat call, so a mass departure never makes one huge reply. */
-const REAP_BATCH = 500;
+const LEASE = { ms: 20_000, renewMs: 5_000 };
 /** The room list's activity times are written in one batch this often, not once per message. */
 const ROOM_ACTIVITY_FLUSH_MS = 1_000;
 /** Users announced per call, so a crowded room never holds Redis in one long script. */
@@ -99,89 +96,61 @@ return redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', limit + 1)
 `,
 );
 
-// A user is present in a room while any replica holds them with an unexpired entry. Entering
-// (or a heartbeat) announces, in one presence change, the users that no replica held. One call
-// takes any number of users of one room: KEYS[4..] are their holders hashes, ARGV[6..] their
-// (id, name) pairs, so a heartbeat costs one call per room, not one per user. It also answers
-// which users of the room have expired (every holder gone quiet: their replica died), so the
-// heartbeat doubles as the sweep that lets them leave.
+// A user is present in a room while some replica holds them: `held:<replica>` lists whom each
+// replica holds, `holds` counts the replicas holding each user, and `users` names everyone
+// present. Entering announces, in one presence change, the users no replica held before.
+// Holding needs no upkeep: a replica that dies is found by its lease, and its holdings released.
+// KEYS: users, holds, held:<replica>, channel. ARGV: (id, name) pairs.
 const ENTER = new Script(
   'enter',
   `
-local now = tonumber(ARGV[2])
 local joined = {}
-for k = 4, #KEYS do
-  local id, name = ARGV[2 * k - 2], ARGV[2 * k - 1]
-  local live = false
-  local holders = redis.call('HGETALL', KEYS[k])
-  for i = 2, #holders, 2 do
-    if tonumber(holders[i]) > now then live = true end
+for i = 1, #ARGV, 2 do
+  local id, name = ARGV[i], ARGV[i + 1]
+  if redis.call('SADD', KEYS[3], id) == 1 then
+    redis.call('HSET', KEYS[1], id, name)
+    if redis.call('HINCRBY', KEYS[2], id, 1) == 1 then joined[#joined + 1] = cjson.encode({id = id, name = name}) end
   end
-  redis.call('HSET', KEYS[k], ARGV[1], ARGV[3])
-  redis.call('PEXPIRE', KEYS[k], ARGV[4])
-  redis.call('ZADD', KEYS[1], 'GT', ARGV[3], id)
-  redis.call('HSET', KEYS[2], id, name)
-  if not live then joined[#joined + 1] = cjson.encode({id = id, name = name}) end
 end
 if #joined > 0 then
-  redis.call('PUBLISH', KEYS[3], 'p{"joined":[' .. table.concat(joined, ',') .. '],"left":[]}')
+  redis.call('PUBLISH', KEYS[4], 'p{"joined":[' .. table.concat(joined, ',') .. '],"left":[]}')
 end
-return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[5])
+return #joined
 `,
 );
 
-// A replica lets go of a user (ARGV[2]), or a sweep clears expired holders (ARGV[2] empty). The
-// user leaves, once, when no live holder remains.
+// A replica lets go of users (ARGV: their ids), or, with no ARGV, of everyone it held in the
+// room (its lease ran out and another replica releases for it). A user leaves, once, when no
+// replica holds them any more. Answers how many the replica still holds in the room.
 const EXIT = new Script(
   'exit',
   `
-local now = tonumber(ARGV[3])
-if ARGV[2] ~= '' then redis.call('HDEL', KEYS[3], ARGV[2]) end
-local best = 0
-local holders = redis.call('HGETALL', KEYS[3])
-for i = 1, #holders, 2 do
-  local expiry = tonumber(holders[i + 1])
-  if expiry > now then
-    if expiry > best then best = expiry end
-  else
-    redis.call('HDEL', KEYS[3], holders[i])
+local ids = ARGV
+if #ids == 0 then ids = redis.call('SMEMBERS', KEYS[3]) end
+local left = {}
+for _, id in ipairs(ids) do
+  if redis.call('SREM', KEYS[3], id) == 1 and redis.call('HINCRBY', KEYS[2], id, -1) <= 0 then
+    left[#left + 1] = cjson.encode({id = id, name = redis.call('HGET', KEYS[1], id) or ''})
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('HDEL', KEYS[1], id)
   end
 end
-if best > 0 then
-  redis.call('ZADD', KEYS[1], best, ARGV[1])
-  return 0
+if #left > 0 then
+  redis.call('PUBLISH', KEYS[4], 'p{"joined":[],"left":[' .. table.concat(left, ',') .. ']}')
 end
-local name = redis.call('HGET', KEYS[2], ARGV[1])
-local removed = redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('DEL', KEYS[3])
-if removed == 1 then
-  redis.call('PUBLISH', KEYS[4], 'p{"joined":[],"left":[' .. cjson.encode({id = ARGV[1], name = name or ''}) .. ']}')
-end
-return removed
+return redis.call('SCARD', KEYS[3])
 `,
 );
 
-const PRESENT = new Script(
-  'present',
-  `
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
-if #ids == 0 then return {} end
-local names = redis.call('HMGET', KEYS[2], unpack(ids))
-local users = {}
-for i = 1, #ids do
-  users[#users + 1] = ids[i]
-  users[#users + 1] = names[i] or ''
-end
-return users
-`,
-);
+const PRESENT = new Script('present', `return redis.call('HGETALL', KEYS[1])`);
 
 export interface RedisStoreOptions {
   url: string;
   historyLimit: number;
   replicaId: string;
   log: FastifyBaseLogger;
+  /** Tests shorten it. */
+  lease?: { ms: number; renewMs: number };
 }
 
 export class RedisStore implements ChatStore {
@@ -192,11 +161,9 @@ export class RedisStore implements ChatStore {
   private ready = false;
   /** Set once the first connection was ready: every later ready is a reconnect. */
   private connectedBefore = false;
-  /** Users this replica holds present, for heartbeats and a clean goodbye. */
+  /** Users this replica holds present, to hold them again if Redis forgot, and for a clean goodbye. */
   private readonly held = new Map<string, Map<string, User>>();
   private readonly timers: NodeJS.Timeout[] = [];
-  /** Rooms still to refresh in the current heartbeat round, and how many to take per slice. */
-  private heartbeatRound: { rooms: string[]; perSlice: number } = { rooms: [], perSlice: 0 };
   private closed = false;
   /** Rooms written in since the last flush, and the time of their newest message. */
   private readonly activity = new Map<string, number>();
@@ -228,7 +195,9 @@ export class RedisStore implements ChatStore {
     for (const client of [this.commands, this.feed]) {
       client.connect().catch((err: unknown) => this.options.log.warn({ err }, 'redis connect failed'));
     }
-    this.every(PRESENCE_HEARTBEAT_MS / HEARTBEAT_SLICES, () => this.heartbeatSlice());
+    const { renewMs } = this.options.lease ?? LEASE;
+    this.every(renewMs, () => this.renewLease());
+    this.every(renewMs, () => this.releaseExpiredReplicas());
     this.every(ROOM_ACTIVITY_FLUSH_MS, () => this.flushActivity());
   }
 
@@ -281,9 +250,11 @@ export class RedisStore implements ChatStore {
     if (!users) {
       users = new Map();
       this.held.set(room, users);
+      // Indexed before anyone is held there, so a lease that runs out always finds the room.
+      this.send(['SADD', replicaRoomsKey(this.options.replicaId), room]).catch(() => {});
     }
     users.set(user.id, user);
-    await this.announce(room, [user]);
+    await this.hold(room, [user]);
     this.send(['ZADD', ROOMS_KEY, 'NX', '0', room]).catch(() => {});
   }
 
@@ -291,12 +262,12 @@ export class RedisStore implements ChatStore {
     const users = this.held.get(room);
     users?.delete(user.id);
     if (users?.size === 0) this.held.delete(room);
-    await this.release(room, user.id, this.options.replicaId);
+    const stillHeld = await this.release(room, this.options.replicaId, [user.id]);
+    if (stillHeld === 0 && !this.held.has(room)) this.send(['SREM', replicaRoomsKey(this.options.replicaId), room]).catch(() => {});
   }
 
   async present(room: string): Promise<User[]> {
-    const keys = roomKeys(room);
-    const flat = (await this.run(PRESENT, [keys.present, keys.names], [String(Date.now())])) as string[];
+    const flat = (await this.run(PRESENT, [roomKeys(room).users], [])) as string[];
     const users: User[] = [];
     for (let i = 0; i < flat.length; i += 2) users.push({ id: flat[i]!, name: flat[i + 1]! });
     return users;
@@ -310,10 +281,9 @@ export class RedisStore implements ChatStore {
   async rooms(limit: number): Promise<RoomSummary[]> {
     // Rooms with people but no messages sort last, so read a little further than the limit.
     const listed = (await this.send(['ZREVRANGE', ROOMS_KEY, '0', String(limit * 2 - 1), 'WITHSCORES'])) as Array<[string, number]>;
-    const now = String(Date.now());
     const summaries = await Promise.all(
       listed.map(async ([name, score]): Promise<RoomSummary> => {
-        const online = (await this.send(['ZCOUNT', roomKeys(name).present, `(${now}`, '+inf'])) as number;
+        const online = (await this.send(['HLEN', roomKeys(name).users])) as number;
         return { name, online, lastMessageAt: Number(score) || null };
       }),
     );
@@ -327,11 +297,13 @@ export class RedisStore implements ChatStore {
     this.closed = true;
     for (const timer of this.timers) clearInterval(timer);
     await this.flushActivity().catch(() => {});
-    // A clean goodbye, so other replicas need not wait for the presence entries to expire.
-    const goodbyes: Promise<unknown>[] = [];
-    for (const [room, users] of this.held) for (const userId of users.keys()) goodbyes.push(this.release(room, userId, this.options.replicaId));
-    await Promise.allSettled(goodbyes);
+    // A clean goodbye, so other replicas need not wait for the lease to run out.
+    const { replicaId } = this.options;
+    await Promise.allSettled([...this.held].map(([room, users]) => this.release(room, replicaId, [...users.keys()])));
     this.held.clear();
+    if (this.commands.isReady) {
+      await this.commands.multi().zRem(REPLICAS_KEY, replicaId).del(replicaRoomsKey(replicaId)).exec().catch(() => {});
+    }
     await Promise.allSettled([this.commands, this.feed].map((client) => (client.isOpen ? client.close() : Promise.resolve())));
     for (const client of [this.commands, this.feed]) if (client.isOpen) client.destroy();
   }
@@ -375,36 +347,62 @@ export class RedisStore implements ChatStore {
     if (this.connectedBefore) {
       // The feed was re-subscribed before it reported ready; now fill what it missed.
       this.listener?.resync();
-      void this.refreshAll();
     }
+    // The lease first, so that it exists before anyone is held (and after Redis lost its data).
+    void this.renewLease().catch((err: unknown) => this.options.log.debug({ err }, 'lease renewal failed'));
     this.connectedBefore = true;
   }
 
-  /**
-   * Announces (or refreshes) users this replica holds in one room, in calls of a bounded size,
-   * then lets the room's expired users leave.
-   */
-  private async announce(room: string, users: User[]): Promise<void> {
+  /** Holds users in one room, in calls of a bounded size; announces those no replica held. */
+  private async hold(room: string, users: User[]): Promise<void> {
     const keys = roomKeys(room);
-    const now = Date.now();
-    const calls: Array<Promise<string[]>> = [];
+    const calls: Promise<Reply>[] = [];
     for (let start = 0; start < users.length; start += ENTER_BATCH) {
       const batch = users.slice(start, start + ENTER_BATCH);
-      const call = this.run(
-        ENTER,
-        [keys.present, keys.names, keys.channel, ...batch.map((user) => keys.holders(user.id))],
-        [this.options.replicaId, String(now), String(now + PRESENCE_TTL_MS), String(PRESENCE_TTL_MS * 2), String(REAP_BATCH), ...batch.flatMap((user) => [user.id, user.name])],
-      );
-      calls.push(call as Promise<string[]>);
+      const pairs = batch.flatMap((user) => [user.id, user.name]);
+      calls.push(this.run(ENTER, [keys.users, keys.holds, keys.held(this.options.replicaId), keys.channel], pairs));
     }
-    // Every call answers the same room's expired users: reaping after the first is enough.
-    const [expired] = await Promise.all(calls);
-    if (expired && expired.length > 0) await Promise.allSettled(expired.map((userId) => this.release(room, userId, '')));
+    await Promise.all(calls);
   }
 
-  private release(room: string, userId: string, replicaId: string): Promise<Reply> {
+  /** Lets go of users held by a replica in a room (none named: all of them); answers how many it still holds. */
+  private async release(room: string, replicaId: string, userIds: string[]): Promise<number> {
     const keys = roomKeys(room);
-    return this.run(EXIT, [keys.present, keys.names, keys.holders(userId), keys.channel], [userId, replicaId, String(Date.now())]);
+    return (await this.run(EXIT, [keys.users, keys.holds, keys.held(replicaId), keys.channel], userIds)) as number;
+  }
+
+  /**
+   * Renews this replica's lease: one command every few seconds, however many rooms and users
+   * it holds. A lease that was gone (Redis lost its data, or others took this replica for dead
+   * after a long pause and released its users) means Redis no longer knows whom this replica
+   * holds, so it holds them all again, announcing any who had left.
+   */
+  private async renewLease(): Promise<void> {
+    if (!this.commands.isReady || this.closed) return;
+    const { replicaId } = this.options;
+    const leaseMs = (this.options.lease ?? LEASE).ms;
+    const added = (await this.send(['ZADD', REPLICAS_KEY, String(Date.now() + leaseMs), replicaId])) as number;
+    if (this.held.size === 0) return;
+    const rooms = [...this.held.keys()];
+    // Re-indexed each time too: an enter and an exit racing in one room can drop it from the index.
+    for (let start = 0; start < rooms.length; start += 1000) {
+      await this.send(['SADD', replicaRoomsKey(replicaId), ...rooms.slice(start, start + 1000)]);
+    }
+    if (added === 1) await Promise.allSettled([...this.held].map(([room, users]) => this.hold(room, [...users.values()])));
+  }
+
+  /** Releases everyone held by replicas whose lease ran out (they died without a goodbye). */
+  private async releaseExpiredReplicas(): Promise<void> {
+    if (!this.ready) return;
+    const expired = (await this.send(['ZRANGEBYSCORE', REPLICAS_KEY, '-inf', String(Date.now()), 'LIMIT', '0', '10'])) as string[];
+    for (const replicaId of expired) {
+      if (replicaId === this.options.replicaId) continue; // paused past its own lease: renewing fixes it
+      const rooms = (await this.send(['SMEMBERS', replicaRoomsKey(replicaId)])) as string[];
+      await Promise.allSettled(rooms.map((room) => this.release(room, replicaId, [])));
+      await this.send(['DEL', replicaRoomsKey(replicaId)]);
+      await this.send(['ZREM', REPLICAS_KEY, replicaId]);
+      this.options.log.info({ replica: replicaId, rooms: rooms.length }, 'released the users of a replica whose lease ran out');
+    }
   }
 
   /**
@@ -417,31 +415,6 @@ export class RedisStore implements ChatStore {
     const pairs = [...this.activity].flatMap(([room, ms]) => [String(ms), room]);
     this.activity.clear();
     await this.send(['ZADD', ROOMS_KEY, 'GT', ...pairs]);
-  }
-
-  /**
-   * One slice of the heartbeat: refreshes this slice's share of the rooms held, so every room is
-   * refreshed (and swept) once per PRESENCE_HEARTBEAT_MS, in calls spread evenly over it.
-   */
-  private async heartbeatSlice(): Promise<void> {
-    if (!this.ready) return;
-    const round = this.heartbeatRound;
-    if (round.rooms.length === 0) {
-      round.rooms = [...this.held.keys()];
-      round.perSlice = Math.ceil(round.rooms.length / HEARTBEAT_SLICES);
-    }
-    await Promise.allSettled(round.rooms.splice(0, round.perSlice).map((room) => this.refresh(room)));
-  }
-
-  /** Every room at once: after a reconnect, when Redis may have lost what it had. */
-  private async refreshAll(): Promise<void> {
-    if (!this.ready) return;
-    await Promise.allSettled([...this.held.keys()].map((room) => this.refresh(room)));
-  }
-
-  private async refresh(room: string): Promise<void> {
-    const users = this.held.get(room); // gone since the round began: nothing to refresh
-    if (users) await this.announce(room, [...users.values()]);
   }
 
   private every(ms: number, task: () => Promise<void>): void {

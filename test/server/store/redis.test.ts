@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ChatMessage, User } from '../../../src/server/chat/protocol';
 import { createLogger } from '../../../src/server/logger';
-import { RedisStore } from '../../../src/server/store/redis';
+import { createClient } from 'redis';
+import { REPLICAS_KEY, RedisStore, replicaRoomsKey } from '../../../src/server/store/redis';
 import { fromFeed, type PresenceChange, type StoreListener } from '../../../src/server/store/store';
 import { RedisServer } from '../../helpers/redis';
 
@@ -17,8 +18,14 @@ interface Heard {
   resyncs: number;
 }
 
-async function open(t: { after(fn: () => unknown): void }, url: string, options: { historyLimit?: number; replicaId?: string } = {}) {
-  const store = new RedisStore({ url, historyLimit: options.historyLimit ?? 100, replicaId: options.replicaId ?? 'r1', log: createLogger('silent') });
+interface OpenOptions {
+  historyLimit?: number;
+  replicaId?: string;
+  lease?: { ms: number; renewMs: number };
+}
+
+async function open(t: { after(fn: () => unknown): void }, url: string, options: OpenOptions = {}) {
+  const store = new RedisStore({ url, historyLimit: options.historyLimit ?? 100, replicaId: options.replicaId ?? 'r1', log: createLogger('silent'), lease: options.lease });
   const heard: Heard = { messages: [], presence: [], typing: [], resyncs: 0 };
   const listener: StoreListener = {
     message: (room, m) => heard.messages.push([room, fromFeed(m)]),
@@ -124,7 +131,7 @@ test('presence is by user across replicas; typing and the room list go through R
   assert.deepEqual(one.heard.typing[0], ['room', bob]);
 });
 
-test('after Redis loses its data, the heartbeat puts a crowded room back: every user, in a few presence changes', async (t) => {
+test('after Redis loses its data, the replica holds a crowded room again: every user, in a few presence changes', async (t) => {
   const redis = await RedisServer.start(t, { persistent: false });
   const { store, heard } = await open(t, redis.url);
   const crowd = Array.from({ length: 250 }, (_, i) => ({ id: `user-${i}`, name: `user ${i}` }));
@@ -143,9 +150,50 @@ test('after Redis loses its data, the heartbeat puts a crowded room back: every 
   assert.deepEqual(new Set(announced.flatMap((change) => change.joined.map((u) => u.id))), new Set(crowd.map((u) => u.id)));
   assert.deepEqual(new Set((await store.present('hall')).map((u) => u.name)), new Set(crowd.map((u) => u.name)));
 
-  // A heartbeat over users still present announces no one again.
+  // Entering again a user still held announces no one.
   const before = heard.presence.length;
   await store.enter('hall', crowd[0]!);
   await new Promise((resolve) => setTimeout(resolve, 100));
   assert.equal(heard.presence.length, before);
+});
+
+test('a replica whose lease runs out has its users released by another, once, and holds them again when it renews', async (t) => {
+  const redis = await RedisServer.start(t, { persistent: false });
+  // r1 renews every second but its lease lasts 200 ms: it looks dead for most of each second,
+  // as a replica paused (or cut off) past its lease does. r2 looks for expired leases often.
+  const one = await open(t, redis.url, { replicaId: 'r1', lease: { ms: 200, renewMs: 1000 } });
+  const two = await open(t, redis.url, { replicaId: 'r2', lease: { ms: 5000, renewMs: 50 } });
+  await two.store.subscribe('room');
+  await one.store.enter('room', alice);
+  await two.store.enter('room', bob);
+  await until(() => two.heard.presence.length === 2);
+
+  const changes = () => two.heard.presence.slice(2).map(([, change]) => change);
+  await until(() => changes().length >= 1);
+  assert.deepEqual(changes()[0], { joined: [], left: [alice] }, 'alice leaves: only r1 held her');
+  assert.deepEqual(await two.store.present('room'), [bob], 'bob, held by a live replica, stays');
+  await until(() => changes().length >= 2, 5000);
+  assert.deepEqual(changes()[1], { joined: [alice], left: [] }, 'r1 renews, finds its lease was taken, and holds alice again');
+  assert.deepEqual(new Set((await two.store.present('room')).map((u) => u.id)), new Set([alice.id, bob.id]));
+});
+
+test('a replica that says goodbye takes its lease and its room index with it', async (t) => {
+  const redis = await RedisServer.start(t, { persistent: false });
+  const one = await open(t, redis.url, { replicaId: 'r1' });
+  const two = await open(t, redis.url, { replicaId: 'r2' });
+  await two.store.subscribe('room');
+  await one.store.enter('room', alice);
+  await until(() => two.heard.presence.length === 1);
+  await one.store.close();
+  await until(() => two.heard.presence.length === 2);
+  assert.deepEqual(two.heard.presence[1]![1], { joined: [], left: [alice] });
+  const raw = createClient({ url: redis.url });
+  await raw.connect();
+  try {
+    assert.deepEqual(await raw.zRange(REPLICAS_KEY, 0, -1), ['r2']);
+    assert.equal(await raw.exists(replicaRoomsKey('r1')), 0);
+    assert.deepEqual(await raw.keys('chatter:{room}:held:*'), [], 'nobody is held in the room any more');
+  } finally {
+    await raw.close();
+  }
 });

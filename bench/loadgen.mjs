@@ -14,6 +14,13 @@ const MESSAGE_PREFIX = {
 const ID_MARKER = Buffer.from('"id":"');
 /** Presence changes: counted, never parsed (a storm brings a million of them). */
 const PRESENCE_PREFIX = Buffer.from('{"type":"presence"');
+/**
+ * A `joined` frame, read without parsing its user list: in a storm each of a thousand frames
+ * lists a thousand users, and parsing them all would make the generator what saturates.
+ */
+const JOINED_PREFIX = Buffer.from('{"type":"joined","room":"');
+const USERS_MARKER = Buffer.from(',"users":[');
+const MESSAGES_MARKER = Buffer.from('"messages":');
 let presenceFrames = 0;
 const PADDING = 'x'.repeat(48);
 /** However long deliveries keep coming after a step, it ends this long after its sends did. */
@@ -149,6 +156,7 @@ class Client {
       return;
     }
     if (this.kind === 'chatter' && data.compare(PRESENCE_PREFIX, 0, PRESENCE_PREFIX.length, 0, PRESENCE_PREFIX.length) === 0) presenceFrames++;
+    else if (this.kind === 'chatter' && data.compare(JOINED_PREFIX, 0, JOINED_PREFIX.length, 0, JOINED_PREFIX.length) === 0) this.chatterFrame(readJoined(data));
     else if (this.kind === 'chatter') this.chatterFrame(JSON.parse(data));
     else this.engineFrame(data.toString());
   }
@@ -295,6 +303,20 @@ class Client {
     this.closing = true;
     this.socket?.terminate();
   }
+}
+
+/** `{type, room, messages, resumed}` of a joined frame; its messages are parsed, its users skipped. */
+function readJoined(data) {
+  const roomEnd = data.indexOf(0x22, JOINED_PREFIX.length);
+  const messagesAt = data.indexOf(MESSAGES_MARKER, roomEnd) + MESSAGES_MARKER.length;
+  // Message texts are the generator's own "<seq>|<ms>|x…", so the marker cannot occur inside one.
+  const usersAt = data.indexOf(USERS_MARKER, messagesAt);
+  return {
+    type: 'joined',
+    room: data.toString('latin1', JOINED_PREFIX.length, roomEnd),
+    messages: JSON.parse(data.toString('utf8', messagesAt, usersAt)),
+    resumed: data.includes('"resumed":true}', data.length - 16),
+  };
 }
 
 let clients = [];

@@ -1,6 +1,7 @@
 // Replicas: history in one Redis Stream per room, the live feed over pub/sub, presence held by
-// replicas that keep a lease. Every write that others must see in order is one Lua script, so the order messages
-// are published in is the order they are stored in. docs/redis.md explains the layout.
+// replicas that keep a lease. Every write that others must see in order is one Lua script, so
+// the order messages are published in is the order they are stored in. docs/redis.md explains
+// the layout.
 import { createHash } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import { createClient } from 'redis';

@@ -24,6 +24,8 @@ export interface AppDeps {
   store?: ChatStore;
   /** Defaults to the contract's 30 s; tests shorten it. */
   heartbeatMs?: number;
+  /** How long a dropped user stays present (rooms.ts, PRESENCE_GRACE_MS); tests shorten it. */
+  presenceGraceMs?: number;
 }
 
 declare module 'fastify' {
@@ -50,7 +52,6 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   app.setErrorHandler(handleError);
   app.setNotFoundHandler(handleNotFound);
   addSecurityHeaders(app);
-  app.addHook('onClose', async () => store.close());
 
   await app.register(fastifyWebsocket, {
     options: { maxPayload: LIMITS.maxFrameBytes },
@@ -61,7 +62,11 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     },
   });
 
-  const hub = new RoomHub(store, metrics, app.log);
+  const hub = new RoomHub(store, metrics, app.log, deps.presenceGraceMs);
+  app.addHook('onClose', async () => {
+    hub.close(); // first, so no grace ends against a store that is saying goodbye
+    await store.close();
+  });
   const chatGateway = await gateway(app, {
     hub,
     store,

@@ -24,7 +24,8 @@ test(`soak: ${USERS} users churning for ${SECONDS} s leave no trace`, { timeout:
   // that what stays in memory afterwards is what the soak is about: leaks.
   let clockOffsetMs = 0;
   const memory = new MemoryStore({ historyLimit: 50, now: () => Date.now() + clockOffsetMs });
-  const server = await build(t, {}, { store: memory });
+  // A short presence grace, so that dropped users are gone soon after the churn stops.
+  const server = await build(t, {}, { store: memory, presenceGraceMs: 50 });
   const { gateway, hub, store } = server.app.chat;
   const users = await Promise.all(Array.from({ length: USERS }, (_, i) => server.signIn(`soak${i}`)));
 
@@ -32,7 +33,7 @@ test(`soak: ${USERS} users churning for ${SECONDS} s leave no trace`, { timeout:
   await warm.join(ROOMS[0]!);
   warm.close();
   await warm.closed;
-  await until(() => gateway.connections.size === 0 && hub.size === 0);
+  await until(() => gateway.connections.size === 0 && hub.size === 0 && hub.graceCount === 0);
   const baseline = { heap: heapAfterGc(), resources: resources(), listeners: server.app.server.listenerCount('upgrade') };
 
   const problems: string[] = [];
@@ -66,7 +67,7 @@ test(`soak: ${USERS} users churning for ${SECONDS} s leave no trace`, { timeout:
   await Promise.all(Array.from({ length: WORKERS }, (_, w) => worker(w)));
 
   assert.deepEqual(problems.slice(0, 5), [], 'no errors during the soak');
-  await until(() => gateway.connections.size === 0 && hub.size === 0);
+  await until(() => gateway.connections.size === 0 && hub.size === 0 && hub.graceCount === 0);
   assert.equal(gateway.socketsPerUser.size, 0, 'no socket counts held');
   assert.equal(gateway.socketsPerIp.size, 0);
   for (const room of ROOMS) assert.deepEqual(await store.present(room), [], `nobody left present in ${room}`);
@@ -82,7 +83,7 @@ test(`soak: ${USERS} users churning for ${SECONDS} s leave no trace`, { timeout:
   assert.equal((await last.say(ROOMS[0]!, 'after the soak', 'last')).type, 'ack');
   last.close();
   await last.closed;
-  await until(() => gateway.connections.size === 0 && hub.size === 0);
+  await until(() => gateway.connections.size === 0 && hub.size === 0 && hub.graceCount === 0);
 
   const grown = heapAfterGc() - baseline.heap;
   t.diagnostic(`${stats.sessions} socket sessions (${stats.vanished} vanished), ${stats.messages} messages; heap +${(grown / 1048576).toFixed(2)} MiB after GC`);

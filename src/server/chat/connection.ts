@@ -246,7 +246,7 @@ export class Connection implements Member {
   private onClose(): void {
     this.closing = true;
     clearTimeout(this.closeTimer);
-    for (const room of this.rooms) this.deps.hub.leave(this, room);
+    for (const room of this.rooms) this.deps.hub.leave(this, room, 'dropped');
     this.rooms.clear();
   }
 }

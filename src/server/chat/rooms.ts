@@ -26,6 +26,16 @@ export const RESUME_LIMIT = { messages: 500, bytes: 256 * 1024 } as const;
 /** How long presence changes in a room are gathered into one frame. */
 export const PRESENCE_BATCH_MS = 100;
 
+/**
+ * How long a user whose last socket in a room dropped (closed, rather than sent `leave`) still
+ * counts as present. A reload, a network blip or a reconnect storm then shows no one leaving
+ * and coming back, and costs the store nothing: the user is simply still there.
+ */
+export const PRESENCE_GRACE_MS = 5_000;
+
+/** How a member stopped being in a room: it said `leave`, or its socket went. */
+export type Departure = 'left' | 'dropped';
+
 interface Membership {
   /** Frames held back while the join reads history; null once `joined` was sent. */
   pending: Array<{ id: string | null; frame: Buffer }> | null;
@@ -61,11 +71,14 @@ function noop(): void {}
 export class RoomHub implements StoreListener {
   private readonly rooms = new Map<string, LocalRoom>();
   private readonly localPresence = new LocalPresence();
+  /** Users whose last socket in a room dropped, still present until their grace ends: room → user id → timer. */
+  private readonly graces = new Map<string, Map<string, NodeJS.Timeout>>();
 
   constructor(
     private readonly store: ChatStore,
     private readonly metrics: Metrics,
     private readonly log: FastifyBaseLogger,
+    private readonly presenceGraceMs = PRESENCE_GRACE_MS,
   ) {
     store.setListener(this);
   }
@@ -85,7 +98,7 @@ export class RoomHub implements StoreListener {
     const membership: Membership = { pending: [], floor: null };
     const isNewMember = !room.members.has(member);
     room.members.set(member, membership);
-    if (isNewMember && this.localPresence.add(name, member.user.id)) {
+    if (isNewMember && this.localPresence.add(name, member.user.id) && !this.endGrace(name, member.user.id)) {
       this.store.enter(name, member.user).catch((err: unknown) => this.onFailure(err, 'presence enter failed'));
     }
 
@@ -119,11 +132,12 @@ export class RoomHub implements StoreListener {
     return this.rooms.get(name)?.members.has(member) ?? false;
   }
 
-  leave(member: Member, name: string): void {
+  leave(member: Member, name: string, how: Departure = 'left'): void {
     const room = this.rooms.get(name);
     if (!room?.members.delete(member)) return;
     if (this.localPresence.remove(name, member.user.id)) {
-      this.store.exit(name, member.user).catch((err: unknown) => this.onFailure(err, 'presence exit failed'));
+      if (how === 'dropped' && this.presenceGraceMs > 0) this.startGrace(name, member.user);
+      else this.exit(name, member.user);
     }
     if (room.members.size === 0) {
       clearTimeout(room.presence?.timer);
@@ -285,6 +299,47 @@ export class RoomHub implements StoreListener {
     });
     roster.queued = queued;
     return queued;
+  }
+
+  /** Users in their grace after a dropped socket, across rooms. */
+  get graceCount(): number {
+    let count = 0;
+    for (const users of this.graces.values()) count += users.size;
+    return count;
+  }
+
+  /** Stops the graces' timers; the store's own goodbye then lets everyone go at once. */
+  close(): void {
+    for (const users of this.graces.values()) for (const timer of users.values()) clearTimeout(timer);
+    this.graces.clear();
+  }
+
+  private exit(name: string, user: User): void {
+    this.store.exit(name, user).catch((err: unknown) => this.onFailure(err, 'presence exit failed'));
+  }
+
+  private startGrace(name: string, user: User): void {
+    let users = this.graces.get(name);
+    if (!users) {
+      users = new Map();
+      this.graces.set(name, users);
+    }
+    const timer = setTimeout(() => {
+      if (this.endGrace(name, user.id)) this.exit(name, user);
+    }, this.presenceGraceMs);
+    timer.unref();
+    users.set(user.id, timer);
+  }
+
+  /** Ends a user's grace in a room, if one is running; true when it was (they are still present). */
+  private endGrace(name: string, userId: string): boolean {
+    const users = this.graces.get(name);
+    const timer = users?.get(userId);
+    if (!users || timer === undefined) return false;
+    clearTimeout(timer);
+    users.delete(userId);
+    if (users.size === 0) this.graces.delete(name);
+    return true;
   }
 
   private room(name: string): LocalRoom {

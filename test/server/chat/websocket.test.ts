@@ -302,16 +302,41 @@ test('a crowd joining at once: each joined lists everyone, itself included, from
   for (const client of [...crowd, late]) client.close();
 });
 
-test('a closed socket leaves its rooms', async (t) => {
-  const server = await build(t);
+test('a dropped socket leaves its rooms once its grace ends; back within the grace, nobody sees a change', async (t) => {
+  const server = await build(t, {}, { presenceGraceMs: 1000 });
+  const { gateway, hub, store } = server.app.chat;
   const alice = await connect(server, 'alice');
   const bob = await connect(server, 'bob');
   await bob.join('general');
   await alice.join('general');
   await bob.next((f) => f.type === 'presence');
+
+  // Dropped and back (a reload): still present meanwhile, and no presence frame for anyone.
   alice.socket.terminate();
+  await until(() => gateway.connections.size === 1);
+  assert.equal(hub.graceCount, 1);
+  assert.deepEqual(await store.present('general'), [bob.user, alice.user], 'alice is still present during her grace');
+  const again = await TestClient.connect(server.wsUrl, alice.token);
+  assert.equal(((await again.join('general')).users as unknown[]).length, 2);
+  assert.equal(hub.graceCount, 0, 'coming back ends the grace');
+  await bob.settle();
+  assert.equal(bob.frames.filter((f) => f.type === 'presence').length, 1, 'bob saw alice arrive once, and nothing since');
+
+  // Dropped for good: she leaves when the grace ends.
+  again.socket.terminate();
   assert.deepEqual(await bob.next((f) => f.type === 'presence'), { type: 'presence', room: 'general', joined: [], left: [alice.user] });
+  assert.equal(hub.graceCount, 0);
   bob.close();
+});
+
+test('closing the server ends every grace: the store says goodbye for everyone at once', async (t) => {
+  const server = await build(t, {}, { presenceGraceMs: 60_000 });
+  const alice = await connect(server, 'alice');
+  await alice.join('general');
+  alice.socket.terminate();
+  await until(() => server.app.chat.hub.graceCount === 1);
+  await server.app.close();
+  assert.equal(server.app.chat.hub.graceCount, 0, 'no timer left running');
 });
 
 test('typing reaches the others in the room, not the typist', async (t) => {
@@ -548,3 +573,11 @@ test('health, readiness, rooms and metrics', async (t) => {
   assert.equal(typeof rooms.rooms[0].lastMessageAt, 'number');
   alice.close();
 });
+
+async function until(condition: () => boolean, waitMs = 5000): Promise<void> {
+  const deadline = Date.now() + waitMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

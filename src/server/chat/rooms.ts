@@ -23,6 +23,13 @@ export interface Member {
  */
 export const RESUME_LIMIT = { messages: 500, bytes: 256 * 1024 } as const;
 
+/**
+ * Each room keeps its newest messages as the feed delivered them, so that most resumes (a
+ * reconnect after a blip, a storm of them after a replica restarts) are answered here, without a
+ * read from the store: per room at most this many, and in all at most `totalBytes`.
+ */
+export const RECENT_LIMIT = { messages: 256, bytes: 64 * 1024, totalBytes: 64 * 1024 * 1024 } as const;
+
 /** How long presence changes in a room are gathered into one frame. */
 export const PRESENCE_BATCH_MS = 100;
 
@@ -54,6 +61,32 @@ interface LocalRoom {
   presence: { joined: Map<string, User>; left: Map<string, User>; timer: NodeJS.Timeout } | null;
   /** The read of who is present (as JSON) under way, and the one queued to start after it. */
   roster: { reading: Promise<string> | null; queued: Promise<string> | null };
+  /**
+   * The newest messages delivered, oldest first, with no gap between them: so all of them after
+   * any one of them. Emptied whenever a gap could open (a message not kept, a failed replay).
+   */
+  recent: FeedMessage[];
+  recentBytes: number;
+}
+
+/** Messages ready for a `joined` frame: their JSON array, and the newest one's id. */
+interface Page {
+  json: string;
+  lastId: string | undefined;
+}
+
+function pageOf(messages: ChatMessage[]): Page {
+  return { json: JSON.stringify(messages), lastId: messages.at(-1)?.id };
+}
+
+/** `M` as JSON, spliced around the body as it was stored (room names and ids need no escaping). */
+function messageJson(message: FeedMessage): string {
+  return `{"id":"${message.id}","ts":${message.ts},${message.body.slice(1)}`;
+}
+
+/** What a kept message counts against the limits: its body and about what the rest takes. */
+function sizeOf(message: FeedMessage): number {
+  return message.body.length + 64;
 }
 
 /** A server frame, serialised and framed: the bytes to write to a socket. */
@@ -62,8 +95,8 @@ export function encode(frame: ServerFrame): Buffer {
 }
 
 /** A `joined` frame around a list of users serialised once for every join that shares it. */
-function joinedFrame(room: string, messages: ChatMessage[], usersJson: string, resumed: boolean): Buffer {
-  return textFrame(`{"type":"joined","room":"${room}","messages":${JSON.stringify(messages)},"users":${usersJson},"resumed":${resumed}}`);
+function joinedFrame(room: string, messagesJson: string, usersJson: string, resumed: boolean): Buffer {
+  return textFrame(`{"type":"joined","room":"${room}","messages":${messagesJson},"users":${usersJson},"resumed":${resumed}}`);
 }
 
 function noop(): void {}
@@ -73,6 +106,8 @@ export class RoomHub implements StoreListener {
   private readonly localPresence = new LocalPresence();
   /** Users whose last socket in a room dropped, still present until their grace ends: room → user id → timer. */
   private readonly graces = new Map<string, Map<string, NodeJS.Timeout>>();
+  /** Bytes of recent messages kept over all rooms. */
+  private recentBytes = 0;
 
   constructor(
     private readonly store: ChatStore,
@@ -104,17 +139,24 @@ export class RoomHub implements StoreListener {
 
     try {
       await room.subscribed;
-      const replay = since === undefined ? null : await this.store.after(name, since, RESUME_LIMIT.messages);
+      let replay: Page | null = null;
+      if (since !== undefined) {
+        replay = this.recentAfter(room, since);
+        if (!replay) {
+          const missed = await this.store.after(name, since, RESUME_LIMIT.messages);
+          replay = missed && pageOf(missed);
+        }
+      }
       const users = await this.roster(name, room);
-      let joined = replay && joinedFrame(name, replay, users, true);
-      let messages = replay;
-      if (!joined || joined.length > RESUME_LIMIT.bytes) {
-        messages = (await this.store.before(name, undefined, LIMITS.joinMessages)).messages;
-        joined = joinedFrame(name, messages, users, false);
+      let page = replay;
+      let joined = page && joinedFrame(name, page.json, users, true);
+      if (!page || !joined || joined.length > RESUME_LIMIT.bytes) {
+        page = pageOf((await this.store.before(name, undefined, LIMITS.joinMessages)).messages);
+        joined = joinedFrame(name, page.json, users, false);
       }
       if (room.members.get(member) !== membership) return false;
       member.write(joined);
-      membership.floor = messages!.at(-1)?.id ?? (messages === replay ? since! : null);
+      membership.floor = page.lastId ?? (page === replay ? since! : null);
     } catch (err) {
       if (room.members.get(member) === membership) this.leave(member, name);
       throw err;
@@ -141,6 +183,7 @@ export class RoomHub implements StoreListener {
     }
     if (room.members.size === 0) {
       clearTimeout(room.presence?.timer);
+      this.forgetRecent(room);
       this.rooms.delete(name);
       this.store.unsubscribe(name).catch((err: unknown) => this.onFailure(err, 'unsubscribe failed'));
     }
@@ -158,6 +201,7 @@ export class RoomHub implements StoreListener {
   private deliver(name: string, room: LocalRoom, message: FeedMessage): void {
     if (room.lastDeliveredId !== null && compareIds(message.id, room.lastDeliveredId) <= 0) return;
     room.lastDeliveredId = message.id;
+    this.keepRecent(room, message);
 
     // One frame for every socket in the room, spliced around the body as it was stored. Room
     // names and ids ([a-z0-9_-] and digits) need no escaping.
@@ -239,6 +283,7 @@ export class RoomHub implements StoreListener {
       // Cannot vouch for what was missed (too much, trimmed, or Redis lost it): every socket
       // resumes by itself, and gets resumed:false if need be.
       this.log.warn({ room: name, sockets: room.members.size }, 'restarting the sockets of a room after a gap in its feed');
+      this.forgetRecent(room);
       for (const member of room.members.keys()) member.restart();
       return;
     }
@@ -342,12 +387,58 @@ export class RoomHub implements StoreListener {
     return true;
   }
 
+  /**
+   * Everything after `since` from the room's recent messages, when `since` is one of them; null
+   * sends the join to the store. Never while the feed may have a gap (Redis away, or a replay
+   * under way): the store then answers, or refuses.
+   */
+  private recentAfter(room: LocalRoom, since: string): Page | null {
+    if (room.replaying !== null || !this.store.readiness().ready) return null;
+    const recent = room.recent;
+    let at = recent.length - 1; // from the newest: a resume has usually missed little
+    while (at >= 0 && recent[at]!.id !== since) at--;
+    if (at < 0) return null;
+    const after = recent.slice(at + 1);
+    return { json: `[${after.map(messageJson).join(',')}]`, lastId: after.at(-1)?.id };
+  }
+
+  private keepRecent(room: LocalRoom, message: FeedMessage): void {
+    const size = sizeOf(message);
+    if (this.recentBytes + size > RECENT_LIMIT.totalBytes) {
+      this.forgetRecent(room); // kept recent messages may have no gap: start again later
+      return;
+    }
+    room.recent.push(message);
+    room.recentBytes += size;
+    this.recentBytes += size;
+    while (room.recent.length > RECENT_LIMIT.messages || room.recentBytes > RECENT_LIMIT.bytes) {
+      const dropped = sizeOf(room.recent.shift()!);
+      room.recentBytes -= dropped;
+      this.recentBytes -= dropped;
+    }
+  }
+
+  private forgetRecent(room: LocalRoom): void {
+    this.recentBytes -= room.recentBytes;
+    room.recent = [];
+    room.recentBytes = 0;
+  }
+
   private room(name: string): LocalRoom {
     let room = this.rooms.get(name);
     if (!room) {
       const subscribed = this.store.subscribe(name);
       subscribed.catch(() => {}); // awaited by each join, which reports the failure
-      room = { members: new Map(), subscribed, lastDeliveredId: null, replaying: null, presence: null, roster: { reading: null, queued: null } };
+      room = {
+        members: new Map(),
+        subscribed,
+        lastDeliveredId: null,
+        replaying: null,
+        presence: null,
+        roster: { reading: null, queued: null },
+        recent: [],
+        recentBytes: 0,
+      };
       this.rooms.set(name, room);
     }
     return room;

@@ -6,6 +6,7 @@ import { WebSocket } from 'ws';
 import { createSessions } from '../../../src/server/session';
 import { PRESENCE_BATCH_MS } from '../../../src/server/chat/rooms';
 import { createLogger } from '../../../src/server/logger';
+import { MemoryStore } from '../../../src/server/store/memory';
 import { RedisStore } from '../../../src/server/store/redis';
 import { RedisServer } from '../../helpers/redis';
 import { TEST_SECRET, build, type TestApp } from '../../helpers/app';
@@ -138,6 +139,51 @@ test('joined carries the latest 50 messages, oldest first', async (t) => {
   assert.equal(texts[0], 'm10');
   assert.equal(texts[49], 'm59');
   bob.close();
+});
+
+test('a resume inside the recent messages of a room is answered without the store, as the store would answer it', async (t) => {
+  // A memory store that counts the reads a resume makes of it.
+  const store = new MemoryStore({ historyLimit: 1000 });
+  let storeReads = 0;
+  const after = store.after.bind(store);
+  store.after = (...args) => {
+    storeReads++;
+    return after(...args);
+  };
+  const server = await build(t, {}, { store });
+  const alice = await connect(server, 'alice');
+  const bob = await connect(server, 'bob');
+  await alice.join('general');
+  await bob.join('general');
+  await alice.say('general', 'before', 'c0');
+  const seen = await bob.next((f) => f.type === 'message' && f.text === 'before');
+  bob.close();
+  await bob.closed;
+  for (let i = 1; i <= 3; i++) await alice.say('general', `missed "${i}" ✓`, `c${i}`);
+
+  const back = await TestClient.connect(server.wsUrl, bob.token);
+  const joined = await back.join('general', String(seen.id));
+  assert.equal(storeReads, 0, 'answered from the recent messages');
+  assert.equal(joined.resumed, true);
+  const fromStore = await store.after('general', String(seen.id), 500);
+  assert.deepEqual(joined.messages, fromStore, 'the same messages, byte for byte as JSON');
+
+  // Nothing missed: an empty resume, still without the store.
+  const last = (joined.messages as Array<{ id: string }>).at(-1)!.id;
+  const again = await TestClient.connect(server.wsUrl, bob.token);
+  assert.deepEqual(((await again.join('general', last)).messages as unknown[]), []);
+  assert.equal(storeReads, 1, 'only the comparison above read the store');
+
+  // Once everyone here has left, the room's recent messages go with it: the store answers.
+  for (const client of [alice, back, again]) client.close();
+  await Promise.all([alice.closed, back.closed, again.closed]);
+  await until(() => server.app.chat.hub.size === 0);
+  const later = await TestClient.connect(server.wsUrl, bob.token);
+  const resumed = await later.join('general', String(seen.id));
+  assert.equal(storeReads, 2);
+  assert.equal(resumed.resumed, true);
+  assert.deepEqual(resumed.messages, fromStore);
+  later.close();
 });
 
 test('resume: join with since returns exactly the missed messages', async (t) => {

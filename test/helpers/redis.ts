@@ -47,6 +47,16 @@ export class RedisServer {
     }
   }
 
+  /** SIGSTOP: the process stays, its sockets stay open, and nothing is answered (a hang). */
+  pause(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
+  /** SIGCONT after pause(): it answers again, running whatever was sent meanwhile. */
+  resume(): void {
+    this.child?.kill('SIGCONT');
+  }
+
   /** SIGKILL: no goodbye, as a crash or an OOM kill. */
   async kill(): Promise<void> {
     const child = this.child;

@@ -4,7 +4,7 @@
 // the layout.
 import { createHash } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
-import { createClient } from 'redis';
+import { TimeoutError, TimeoutReadError, createClient } from 'redis';
 import { LIMITS, type ChatMessage, type User } from '../chat/protocol';
 import {
   StoreUnavailableError,
@@ -46,6 +46,15 @@ export const replicaRoomsKey = (replicaId: string) => `chatter:replica:${replica
 const LEASE = { ms: 20_000, renewMs: 5_000 };
 /** The room list's activity times are written in one batch this often, not once per message. */
 const ROOM_ACTIVITY_FLUSH_MS = 1_000;
+/**
+ * A command Redis has not answered within this long fails: a Redis that hangs (stopped, swapping,
+ * a disk that does not return) then refuses sends with `unavailable` instead of leaving them
+ * unanswered. An append it runs later anyway is harmless: the client sends it again with the same
+ * clientId and is acked with the stored id.
+ */
+const COMMAND_TIMEOUT_MS = 5_000;
+/** While Redis is stalled, it is pinged this often; the first answer makes the replica ready again. */
+const STALL_PROBE_MS = 1_000;
 /** Users announced per call, so a crowded room never holds Redis in one long script. */
 const ENTER_BATCH = 100;
 
@@ -150,8 +159,9 @@ export interface RedisStoreOptions {
   historyLimit: number;
   replicaId: string;
   log: FastifyBaseLogger;
-  /** Tests shorten it. */
+  /** Tests shorten these. */
   lease?: { ms: number; renewMs: number };
+  commandTimeoutMs?: number;
 }
 
 export class RedisStore implements ChatStore {
@@ -160,6 +170,9 @@ export class RedisStore implements ChatStore {
   private readonly commands: RedisClient;
   private readonly feed: RedisClient;
   private ready = false;
+  /** Connected, but a command went unanswered past its deadline: not ready until Redis answers again. */
+  private stalled = false;
+  private stallProbe: NodeJS.Timeout | undefined;
   /** Set once the first connection was ready: every later ready is a reconnect. */
   private connectedBefore = false;
   /** Users this replica holds present, to hold them again if Redis forgot, and for a clean goodbye. */
@@ -297,6 +310,7 @@ export class RedisStore implements ChatStore {
     if (this.closed) return;
     this.closed = true;
     for (const timer of this.timers) clearInterval(timer);
+    clearInterval(this.stallProbe);
     await this.flushActivity().catch(() => {});
     // A clean goodbye, so other replicas need not wait for the lease to run out.
     const { replicaId } = this.options;
@@ -336,12 +350,12 @@ export class RedisStore implements ChatStore {
   }
 
   private onConnectionChange(): void {
-    const ready = this.commands.isReady && this.feed.isReady && !this.closed;
+    const ready = this.commands.isReady && this.feed.isReady && !this.stalled && !this.closed;
     if (ready === this.ready) return;
     this.ready = ready;
     this.listener?.readiness(ready);
     if (!ready) {
-      this.options.log.warn('lost the connection to redis: sends are refused until it is back');
+      this.options.log.warn('redis is unavailable: sends are refused until it is back');
       return;
     }
     this.options.log.info({ reconnect: this.connectedBefore }, 'connected to redis');
@@ -427,8 +441,35 @@ export class RedisStore implements ChatStore {
   }
 
   private async send(args: string[]): Promise<Reply> {
-    if (!this.commands.isReady) throw new StoreUnavailableError();
-    return this.commands.sendCommand(args);
+    if (!this.commands.isReady || this.stalled) throw new StoreUnavailableError();
+    try {
+      return await this.commands.sendCommand(args, { timeout: this.options.commandTimeoutMs ?? COMMAND_TIMEOUT_MS, rejectInFlight: true });
+    } catch (err) {
+      if (err instanceof TimeoutError || err instanceof TimeoutReadError) this.onStall();
+      throw err;
+    }
+  }
+
+  /** Redis stopped answering: not ready (sends refused, /readyz 503) until a ping gets through. */
+  private onStall(): void {
+    if (this.stalled || this.closed) return;
+    this.stalled = true;
+    this.options.log.warn('redis stopped answering: sends are refused until it does again');
+    this.onConnectionChange();
+    this.stallProbe = setInterval(() => {
+      const timeout = this.options.commandTimeoutMs ?? COMMAND_TIMEOUT_MS;
+      this.commands.sendCommand(['PING'], { timeout, rejectInFlight: true }).then(
+        () => {
+          if (!this.stalled || this.closed) return;
+          clearInterval(this.stallProbe);
+          this.stalled = false;
+          this.options.log.info('redis answers again');
+          this.onConnectionChange();
+        },
+        () => {}, // still stalled, or disconnected (which reconnecting handles)
+      );
+    }, STALL_PROBE_MS);
+    this.stallProbe.unref();
   }
 
   /** EVALSHA, loading the script with EVAL when Redis does not have it (first use, or after a restart). */

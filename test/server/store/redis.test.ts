@@ -5,7 +5,7 @@ import type { ChatMessage, User } from '../../../src/server/chat/protocol';
 import { createLogger } from '../../../src/server/logger';
 import { createClient } from 'redis';
 import { REPLICAS_KEY, RedisStore, replicaRoomsKey } from '../../../src/server/store/redis';
-import { fromFeed, type PresenceChange, type StoreListener } from '../../../src/server/store/store';
+import { StoreUnavailableError, fromFeed, type PresenceChange, type StoreListener } from '../../../src/server/store/store';
 import { RedisServer } from '../../helpers/redis';
 
 const alice = { id: 'alice-id', name: 'alice' };
@@ -22,10 +22,11 @@ interface OpenOptions {
   historyLimit?: number;
   replicaId?: string;
   lease?: { ms: number; renewMs: number };
+  commandTimeoutMs?: number;
 }
 
 async function open(t: { after(fn: () => unknown): void }, url: string, options: OpenOptions = {}) {
-  const store = new RedisStore({ url, historyLimit: options.historyLimit ?? 100, replicaId: options.replicaId ?? 'r1', log: createLogger('silent'), lease: options.lease });
+  const store = new RedisStore({ url, historyLimit: options.historyLimit ?? 100, replicaId: options.replicaId ?? 'r1', log: createLogger('silent'), lease: options.lease, commandTimeoutMs: options.commandTimeoutMs });
   const heard: Heard = { messages: [], presence: [], typing: [], resyncs: 0 };
   const listener: StoreListener = {
     message: (room, m) => heard.messages.push([room, fromFeed(m)]),
@@ -196,4 +197,27 @@ test('a replica that says goodbye takes its lease and its room index with it', a
   } finally {
     await raw.close();
   }
+});
+
+test('a Redis that hangs: sends fail at their deadline and are refused until it answers, and a retry is stored once', async (t) => {
+  const redis = await RedisServer.start(t, { persistent: false });
+  t.after(() => redis.resume()); // never leave a stopped process behind
+  const { store, heard } = await open(t, redis.url, { commandTimeoutMs: 300 });
+  await store.subscribe('general');
+  await store.append('general', alice, 'before', 'c1');
+
+  redis.pause();
+  await assert.rejects(store.append('general', alice, 'during', 'c2'), 'the send waiting on a hung Redis fails');
+  assert.equal(store.readiness().ready, false, 'not ready while Redis does not answer');
+  await assert.rejects(store.append('general', alice, 'meanwhile', 'c3'), StoreUnavailableError, 'later sends are refused at once');
+
+  redis.resume();
+  await until(() => store.readiness().ready, 5000);
+  // The send that timed out had reached Redis, which ran it on waking. Sent again, as a client
+  // does after `unavailable`, it is acked with that id and not stored twice.
+  const retried = await store.append('general', alice, 'during', 'c2');
+  assert.equal(retried.duplicate, true);
+  const { messages } = await store.before('general', undefined, 10);
+  assert.deepEqual(messages.map((m) => m.text), ['before', 'during']);
+  await until(() => heard.messages.length === 2);
 });

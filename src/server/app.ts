@@ -56,7 +56,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(fastifyWebsocket, {
     options: { maxPayload: LIMITS.maxFrameBytes },
     errorHandler(err, socket) {
-      // A peer vanishing mid-frame is routine; anything else on a socket ends only that socket.
+      // What the wsHandler itself throws; once a socket is open, Connection handles its errors.
       app.log.debug({ err }, 'socket error');
       socket.terminate();
     },

@@ -203,9 +203,9 @@ export class RoomHub implements StoreListener {
     room.lastDeliveredId = message.id;
     this.keepRecent(room, message);
 
-    // One frame for every socket in the room, spliced around the body as it was stored. Room
-    // names and ids ([a-z0-9_-] and digits) need no escaping.
-    const frame = textFrame(`{"type":"message","room":"${name}","id":"${message.id}","ts":${message.ts},${message.body.slice(1)}`);
+    // One frame for every socket in the room: `M` as messageJson splices it, with the frame's
+    // type and room in front.
+    const frame = textFrame(`{"type":"message","room":"${name}",${messageJson(message).slice(1)}`);
     let written = 0;
     for (const [member, membership] of room.members) {
       if (this.writeTo(member, membership, message.id, frame)) written++;

@@ -23,7 +23,6 @@ export interface RoomSummary {
   lastMessageAt: number | null;
 }
 
-/** Receives the live feed of the rooms this process subscribed to. */
 /**
  * A new message as the live feed hands it over: its id and time, and the rest as the JSON text it
  * was stored as, so that fan-out can splice it into a frame without parsing it again.
@@ -50,6 +49,7 @@ export function messageBody(user: User, text: string, clientId: string): string 
   return JSON.stringify({ user: { id: user.id, name: user.name }, text, clientId });
 }
 
+/** Receives the live feed of the rooms this process subscribed to. */
 export interface StoreListener {
   /** Called in id order per room. The same message may come twice after a resync. */
   message(room: string, message: FeedMessage): void;
